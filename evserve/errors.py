@@ -1,0 +1,63 @@
+"""The one error tree of evserve: every error carries the HTTP status it should become."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+__all__ = ["EvserveError", "HTTPError", "ParseError", "ResponseStateError"]
+
+HeadersArg = Mapping[str, str] | Iterable[tuple[str, str]] | None
+
+
+class EvserveError(Exception):
+    """Base class of the errors evserve raises on purpose."""
+
+
+class ParseError(EvserveError):
+    """A request that cannot be accepted, with the status the server answers it with.
+
+    The request parser raises only this. ``status`` is a 4xx/5xx code (400, 413, 414, 431, 501,
+    505, ...) and ``reason`` a short, human-readable explanation safe to show the client. After a
+    ``ParseError`` the connection must be closed once the error response is flushed.
+    """
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(f"{status} {reason}")
+        self.status = status
+        self.reason = reason
+
+
+class HTTPError(EvserveError):
+    """Raise from a handler for an error response with ``status``.
+
+    Args:
+        status: an HTTP status code, 400-599 for errors (3xx is allowed for redirects by error).
+        message: the text shown to the client for a 4xx (a 5xx shows only its reason phrase).
+        headers: extra response headers, as a mapping or ``(name, value)`` pairs.
+    """
+
+    def __init__(self, status: int, message: str | None = None, headers: HeadersArg = None) -> None:
+        if not isinstance(status, int) or isinstance(status, bool):
+            raise TypeError(f"HTTPError status must be an int, not {type(status).__name__}")
+        if not 100 <= status <= 999:
+            raise ValueError(f"HTTPError status {status} is outside 100-999")
+        from evserve.status import reason_phrase  # local: keeps this module import-light
+
+        self.status = status
+        self.message = message if message is not None else reason_phrase(status)
+        pairs: list[tuple[str, str]]
+        if headers is None:
+            pairs = []
+        elif isinstance(headers, Mapping):
+            pairs = [(str(k), str(v)) for k, v in headers.items()]
+        else:
+            pairs = [(str(k), str(v)) for k, v in headers]
+        self.headers: list[tuple[str, str]] = pairs
+        super().__init__(self.message)
+
+    def __repr__(self) -> str:
+        return f"HTTPError({self.status!r}, {self.message!r})"
+
+
+class ResponseStateError(RuntimeError):
+    """An operation that the response's state forbids, such as sending a second response."""

@@ -1,0 +1,552 @@
+"""The sans-IO HTTP/1.1 request parser: bytes in, events out, ``ParseError`` for anything bad.
+
+No socket, clock, thread or logging here. Feed bytes with ``receive_data`` (``b""`` means the
+peer closed its side), then call ``next_event`` until it returns ``None`` (more data needed).
+Events, in order, for each request: one ``RequestHead``, zero or more ``BodyChunk``, one
+``EndOfMessage``. Several pipelined requests in one buffer come out one after another.
+
+Guarantees:
+    * ``next_event`` raises only ``ParseError`` (carrying the status to answer with), whatever
+      bytes it was fed and however they were split; after one it keeps raising the same error.
+    * Cost is linear in the input: a head or chunk line delivered a byte at a time is scanned
+      only from where the previous scan stopped, and consumed bytes are released in amortised
+      O(1) per byte.
+
+The rules enforced are RFC 9112 (message syntax and framing) and RFC 9110 (field values), made
+strict where SPEC section 7 says so: CRLF line endings only, no obs-fold, no space before the
+colon, one Host on HTTP/1.1, no Content-Length together with Transfer-Encoding.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from evserve.errors import ParseError
+from evserve.headers import Headers
+
+__all__ = [
+    "DEFAULT_MAX_BODY_SIZE",
+    "DEFAULT_MAX_HEADERS",
+    "DEFAULT_MAX_HEADER_SIZE",
+    "DEFAULT_MAX_TARGET_SIZE",
+    "BodyChunk",
+    "EndOfMessage",
+    "Event",
+    "RequestHead",
+    "RequestParser",
+]
+
+DEFAULT_MAX_TARGET_SIZE = 8192
+DEFAULT_MAX_HEADER_SIZE = 16384
+DEFAULT_MAX_HEADERS = 100
+DEFAULT_MAX_BODY_SIZE = 1048576
+MAX_CHUNK_LINE = 4096  # a chunk-size line with its extensions; longer is abuse
+
+
+# Events are slotted dataclasses, not frozen ones: a frozen dataclass costs about 5x as much to
+# build (0.98 us against 0.20 us for RequestHead on the reference machine), and one is built per
+# request. Treat them as read-only.
+@dataclass(slots=True)
+class RequestHead:
+    """The request line and header section of one request.
+
+    Attributes:
+        method: the method token, case preserved (``"GET"``).
+        target: the request-target exactly as sent (origin, absolute, authority or ``*`` form).
+        http_version: ``"1.1"`` or ``"1.0"``.
+        headers: the header lines, names lowercased, in received order.
+        keep_alive: whether the connection may carry another request after this one.
+        expect_continue: the client sent ``Expect: 100-continue`` and waits for it.
+        content_length: the body length when framed by Content-Length, else ``None``.
+        chunked: the body is framed by the chunked transfer coding.
+    """
+
+    method: str
+    target: str
+    http_version: str
+    headers: Headers
+    keep_alive: bool
+    expect_continue: bool
+    content_length: int | None
+    chunked: bool
+
+
+@dataclass(slots=True)
+class BodyChunk:
+    """A piece of the request body (chunked framing already removed)."""
+
+    data: bytes
+
+
+@dataclass(slots=True)
+class EndOfMessage:
+    """The end of one request; ``trailers`` holds a chunked body's trailer lines (ignored)."""
+
+    trailers: list[tuple[str, str]] = field(default_factory=list)
+
+
+Event = RequestHead | BodyChunk | EndOfMessage
+
+# --- grammar (RFC 9110 section 5.6.2 token, 5.5 field values; RFC 9112 sections 3, 5, 7) ---
+_TOKEN = r"[!#$%&'*+.^_`|~0-9A-Za-z-]+"
+# field-value bytes: HTAB, SP, VCHAR, obs-text. Never CR, LF, NUL or another control byte.
+_VALUE = r"[\t\x20-\x7e\x80-\xff]*"
+_REQUEST_LINE = re.compile(rf"({_TOKEN}) ([\x21-\x7e]+) HTTP/([0-9])\.([0-9])")
+_LOOKS_VERSIONED = re.compile(r"\S+ \S+ HTTP/[0-9]+\.[0-9]+")
+_HEADER_BLOCK = re.compile(rf"(?:{_TOKEN}:{_VALUE}\r\n)*")
+_HEADER_LINE = re.compile(rf"({_TOKEN}):[ \t]*({_VALUE})\r\n")
+_ABSOLUTE_FORM = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[\x21-\x7e]*")
+_AUTHORITY_FORM = re.compile(r"[\x21-\x7e]+:[0-9]+")
+_HOST = re.compile(r"(?:\[[0-9A-Za-z:.]+\]|[A-Za-z0-9._~!$&'()*+,;=%-]*)(?::[0-9]*)?")
+_QUOTED = r'"(?:[\t\x20\x21\x23-\x5b\x5d-\x7e\x80-\xff]|\\[\t\x20-\x7e\x80-\xff])*"'
+_CHUNK_LINE = re.compile(
+    rb"([0-9A-Fa-f]+)(?:[ \t]*;[ \t]*" + _TOKEN.encode()
+    + rb"(?:[ \t]*=[ \t]*(?:" + _TOKEN.encode() + rb"|" + _QUOTED.encode() + rb"))?)*"
+)
+# A CR not followed by LF, or an LF not preceded by CR: SPEC section 7 answers both with 400.
+_BARE_CR_OR_LF = re.compile(rb"\r(?!\n)|(?<!\r)\n")
+_KNOWN_CODINGS = frozenset({"chunked", "gzip", "x-gzip", "deflate", "compress", "x-compress"})
+
+# parser states
+_HEAD = 0
+_BODY = 1  # Content-Length body
+_CHUNK_SIZE = 2
+_CHUNK_DATA = 3
+_CHUNK_END = 4  # the CRLF after a chunk's data
+_TRAILERS = 5
+_END = 6  # EndOfMessage is due
+_DONE = 7  # the connection carries no further request
+
+
+class RequestParser:
+    """Incremental parser for a stream of HTTP/1.1 requests on one connection.
+
+    Args:
+        max_target_size: longest request-target accepted; longer gives 414.
+        max_header_size: most bytes of header lines (or trailer lines) after the request line;
+            more gives 431.
+        max_headers: most header lines; more gives 431.
+        max_body_size: largest body accepted, by Content-Length or chunked; larger gives 413.
+    """
+
+    __slots__ = (
+        "_buf",
+        "_chunked",
+        "_eof",
+        "_error",
+        "_keep_alive",
+        "_pos",
+        "_received",
+        "_remaining",
+        "_scan",
+        "_state",
+        "max_body_size",
+        "max_header_size",
+        "max_headers",
+        "max_target_size",
+    )
+
+    def __init__(
+        self,
+        *,
+        max_target_size: int = DEFAULT_MAX_TARGET_SIZE,
+        max_header_size: int = DEFAULT_MAX_HEADER_SIZE,
+        max_headers: int = DEFAULT_MAX_HEADERS,
+        max_body_size: int = DEFAULT_MAX_BODY_SIZE,
+    ) -> None:
+        self.max_target_size = max_target_size
+        self.max_header_size = max_header_size
+        self.max_headers = max_headers
+        self.max_body_size = max_body_size
+        self._buf: bytes | bytearray = b""
+        self._pos = 0  # start of the unconsumed bytes in _buf
+        self._scan = 0  # where the search for the end of a head/trailer block resumes
+        self._state = _HEAD
+        self._remaining = 0  # bytes left in the current Content-Length body or chunk
+        self._received = 0  # body bytes so far in a chunked body
+        self._keep_alive = True
+        self._chunked = False
+        self._eof = False
+        self._error: ParseError | None = None
+
+    # -- input ----------------------------------------------------------------------------
+
+    def receive_data(self, data: bytes) -> None:
+        """Append bytes received from the peer; ``b""`` means the peer closed its sending side."""
+        if not data:
+            self._eof = True
+            return
+        buf = self._buf
+        pos = self._pos
+        if pos >= len(buf):
+            # Common case: everything consumed. Keep the caller's bytes without copying.
+            self._scan = 0
+            self._buf = data
+            self._pos = 0
+            return
+        if isinstance(buf, bytes):
+            buf = bytearray(memoryview(buf)[pos:])
+            self._scan -= pos
+            self._pos = 0
+        elif pos > 65536 and pos * 2 > len(buf):
+            del buf[:pos]
+            self._scan -= pos
+            self._pos = 0
+        buf += data
+        self._buf = buf
+
+    @property
+    def buffered(self) -> int:
+        """Bytes received but not yet turned into events."""
+        return len(self._buf) - self._pos
+
+    @property
+    def in_message(self) -> bool:
+        """True while a request has started (some of it received) but has not ended."""
+        if self._state == _HEAD:
+            return self._pos < len(self._buf)
+        return self._state != _DONE
+
+    @property
+    def is_done(self) -> bool:
+        """True once a request that does not keep the connection alive has ended."""
+        return self._state == _DONE
+
+    # -- output ---------------------------------------------------------------------------
+
+    def next_event(self) -> Event | None:
+        """Return the next event, or ``None`` when more data is needed.
+
+        Raises:
+            ParseError: the input is not an acceptable request; ``.status`` says how to answer.
+        """
+        if self._error is not None:
+            raise self._error
+        try:
+            state = self._state
+            if state == _HEAD:
+                return self._parse_head()
+            if state == _END:
+                self._state = _HEAD if self._keep_alive else _DONE
+                return EndOfMessage()
+            if state == _BODY or state == _CHUNK_DATA:
+                return self._parse_data()
+            if state == _CHUNK_SIZE:
+                return self._parse_chunk_size()
+            if state == _CHUNK_END:
+                return self._parse_chunk_end()
+            if state == _TRAILERS:
+                return self._parse_trailers()
+            return None
+        except ParseError as exc:
+            self._error = exc
+            raise
+
+    # -- head -----------------------------------------------------------------------------
+
+    def _parse_head(self) -> RequestHead | None:
+        buf = self._buf
+        pos = self._pos
+        # RFC 9112 section 2.2: ignore empty lines received before the request-line.
+        while buf.startswith(b"\r\n", pos):
+            pos += 2
+        self._pos = pos
+        end = buf.find(b"\r\n\r\n", self._scan if self._scan > pos else pos)
+        if end < 0:
+            if self._eof and pos < len(buf):
+                raise ParseError(400, "connection closed in the middle of a request head")
+            self._check_partial_head(buf, pos)
+            return None
+        line_end = buf.find(b"\r\n", pos)
+        if line_end - pos > self.max_target_size + 64:
+            raise ParseError(414, "request-target too long")
+        if end - line_end > self.max_header_size + 2:
+            raise ParseError(431, "request header section too large")
+        head = buf[pos : end + 2].decode("latin-1")
+        self._pos = end + 4
+        self._scan = end + 4
+        line, _, block = head.partition("\r\n")
+        match = _REQUEST_LINE.fullmatch(line)
+        if match is None:
+            raise self._request_line_error(line)
+        method, target, major, minor = match.groups()
+        if major != "1" or minor not in "01":
+            raise ParseError(505, f"HTTP/{major}.{minor} is not supported")
+        version = "1.1" if minor == "1" else "1.0"
+        if len(target) > self.max_target_size:
+            raise ParseError(414, "request-target too long")
+        if target[0] != "/":
+            self._check_target_form(method, target)
+
+        items: list[tuple[str, str]] = []
+        index: dict[str, str] = {}
+        host_lines = 0
+        if block:
+            if _HEADER_BLOCK.fullmatch(block) is None:
+                raise _header_error(block)
+            pairs = _HEADER_LINE.findall(block)
+            if len(pairs) > self.max_headers:
+                raise ParseError(431, f"more than {self.max_headers} header lines")
+            for name, value in pairs:
+                name = name.lower()
+                if value and value[-1] in " \t":
+                    value = value.rstrip(" \t")
+                items.append((name, value))
+                if name in index:
+                    index[name] = f"{index[name]}, {value}"
+                else:
+                    index[name] = value
+                if name == "host":
+                    host_lines += 1
+
+        # Persistence, RFC 9112 section 9.3.
+        connection = index.get("connection")
+        if version == "1.1":
+            keep_alive = True
+            if connection is not None and "close" in _tokens(connection):
+                keep_alive = False
+            if host_lines != 1:
+                raise ParseError(400, "missing Host header" if not host_lines else "repeated Host header")
+        else:
+            keep_alive = connection is not None and "keep-alive" in _tokens(connection)
+            if host_lines > 1:
+                raise ParseError(400, "repeated Host header")
+        if host_lines and _HOST.fullmatch(index["host"]) is None:
+            raise ParseError(400, "invalid Host header")
+
+        # Framing, RFC 9112 section 6.
+        content_length: int | None = None
+        chunked = False
+        te = index.get("transfer-encoding")
+        cl = index.get("content-length")
+        if te is not None:
+            if cl is not None:
+                raise ParseError(400, "both Content-Length and Transfer-Encoding")
+            if version == "1.0":
+                raise ParseError(400, "Transfer-Encoding in an HTTP/1.0 request")
+            chunked = self._check_transfer_coding(te)
+        elif cl is not None:
+            content_length = self._content_length(cl)
+
+        expect_continue = False
+        expect = index.get("expect")
+        if expect is not None and version == "1.1" and "100-continue" in _tokens(expect):
+            expect_continue = True
+
+        self._keep_alive = keep_alive
+        if chunked:
+            self._chunked = True
+            self._received = 0
+            self._state = _CHUNK_SIZE
+        elif content_length:
+            self._chunked = False
+            self._remaining = content_length
+            self._state = _BODY
+        else:
+            self._state = _END
+        return RequestHead(
+            method,
+            target,
+            version,
+            Headers(items, index),
+            keep_alive,
+            expect_continue,
+            content_length,
+            chunked,
+        )
+
+    def _check_partial_head(self, buf: bytes | bytearray, pos: int) -> None:
+        """Fail early on an incomplete head that can already never be valid."""
+        size = len(buf)
+        start = self._scan if self._scan > pos else pos
+        bad = _BARE_CR_OR_LF.search(buf, start)
+        if bad is not None and not (bad.start() == size - 1 and buf[-1:] == b"\r"):
+            raise ParseError(400, "bare CR or LF in the request head")
+        line_end = buf.find(b"\r\n", pos, size)
+        if line_end < 0:
+            if size - pos > self.max_target_size + 64:
+                raise ParseError(414, "request-target too long")
+        elif size - line_end > self.max_header_size + 4:
+            raise ParseError(431, "request header section too large")
+        # Resume 3 bytes back: the terminator or a CRLF may straddle two receives.
+        self._scan = size - 3 if size - 3 > pos else pos
+
+    @staticmethod
+    def _request_line_error(line: str) -> ParseError:
+        if _LOOKS_VERSIONED.fullmatch(line) is not None:
+            version = line.rsplit(" ", 1)[1]
+            if re.fullmatch(r"HTTP/[0-9]\.[0-9]", version) and version not in ("HTTP/1.0", "HTTP/1.1"):
+                return ParseError(505, f"{version} is not supported")
+        return ParseError(400, "malformed request line")
+
+    @staticmethod
+    def _check_target_form(method: str, target: str) -> None:
+        # RFC 9112 section 3.2: origin-form (checked by the caller), absolute-form,
+        # authority-form (CONNECT only) and asterisk-form (OPTIONS only).
+        if method == "CONNECT":
+            if _AUTHORITY_FORM.fullmatch(target) is None:
+                raise ParseError(400, "CONNECT needs an authority-form target")
+        elif target == "*":
+            if method != "OPTIONS":
+                raise ParseError(400, "asterisk-form target is for OPTIONS only")
+        elif _ABSOLUTE_FORM.fullmatch(target) is None:
+            raise ParseError(400, "malformed request-target")
+
+    def _content_length(self, value: str) -> int:
+        # RFC 9110 section 8.6: 1*DIGIT; a list of identical values may be accepted.
+        if not (value.isascii() and value.isdigit()):
+            parts = {p.strip(" \t") for p in value.split(",")}
+            if len(parts) != 1:
+                raise ParseError(400, "conflicting Content-Length values")
+            value = parts.pop()
+            if not (value.isascii() and value.isdigit()):
+                raise ParseError(400, "invalid Content-Length")
+        if len(value) > 18:  # also keeps int() far from its digit limit
+            raise ParseError(413, "request body too large")
+        length = int(value)
+        if length > self.max_body_size:
+            raise ParseError(413, "request body too large")
+        return length
+
+    @staticmethod
+    def _check_transfer_coding(value: str) -> bool:
+        codings = [c.strip(" \t").split(";", 1)[0].strip(" \t").lower() for c in value.split(",")]
+        codings = [c for c in codings if c]
+        if not codings:
+            raise ParseError(400, "empty Transfer-Encoding")
+        for coding in codings:
+            if coding not in _KNOWN_CODINGS:
+                raise ParseError(501, f"transfer coding {coding!r} is not implemented")
+        # RFC 9112 section 6.3: chunked must be the final coding of a request, applied once.
+        if codings[-1] != "chunked" or codings.count("chunked") > 1:
+            raise ParseError(400, "Transfer-Encoding must end in a single chunked")
+        if len(codings) > 1:
+            raise ParseError(501, f"transfer coding {codings[0]!r} is not implemented")
+        return True
+
+    # -- body -----------------------------------------------------------------------------
+
+    def _parse_data(self) -> BodyChunk | None:
+        buf = self._buf
+        pos = self._pos
+        available = len(buf) - pos
+        if available <= 0:
+            if self._eof:
+                raise ParseError(400, "connection closed before the body was complete")
+            return None
+        take = self._remaining if self._remaining < available else available
+        if pos == 0 and take == len(buf) and isinstance(buf, bytes):
+            data = buf
+        else:
+            data = bytes(buf[pos : pos + take])
+        self._pos = pos + take
+        self._remaining -= take
+        if self._remaining == 0:
+            self._state = _CHUNK_END if self._state == _CHUNK_DATA else _END
+        return BodyChunk(data)
+
+    def _parse_chunk_size(self) -> Event | None:
+        buf = self._buf
+        pos = self._pos
+        line_end = buf.find(b"\r\n", pos, pos + MAX_CHUNK_LINE + 2)
+        if line_end < 0:
+            bad = _BARE_CR_OR_LF.search(buf, pos, pos + MAX_CHUNK_LINE + 2)
+            if bad is not None and not (bad.start() == len(buf) - 1 and buf[-1:] == b"\r"):
+                raise ParseError(400, "bare CR or LF in a chunk-size line")
+            if len(buf) - pos > MAX_CHUNK_LINE:
+                raise ParseError(400, "chunk-size line too long")
+            if self._eof:
+                raise ParseError(400, "connection closed in the middle of a chunked body")
+            return None
+        match = _CHUNK_LINE.fullmatch(buf, pos, line_end)
+        if match is None:
+            raise ParseError(400, "malformed chunk-size line")
+        digits = match.group(1)
+        if len(digits) > 15:
+            raise ParseError(413, "request body too large")
+        size = int(digits, 16)
+        self._pos = line_end + 2
+        if size == 0:
+            self._state = _TRAILERS
+            self._scan = self._pos
+            return self._parse_trailers()
+        self._received += size
+        if self._received > self.max_body_size:
+            raise ParseError(413, "request body too large")
+        self._remaining = size
+        self._state = _CHUNK_DATA
+        return self._parse_data()
+
+    def _parse_chunk_end(self) -> Event | None:
+        buf = self._buf
+        pos = self._pos
+        if len(buf) - pos < 2:
+            if buf[pos:pos + 1] not in (b"", b"\r"):
+                raise ParseError(400, "chunk data not followed by CRLF")
+            if self._eof:
+                raise ParseError(400, "connection closed in the middle of a chunked body")
+            return None
+        if buf[pos : pos + 2] != b"\r\n":
+            raise ParseError(400, "chunk data not followed by CRLF")
+        self._pos = pos + 2
+        self._state = _CHUNK_SIZE
+        return self._parse_chunk_size()
+
+    def _parse_trailers(self) -> Event | None:
+        buf = self._buf
+        pos = self._pos
+        if buf.startswith(b"\r\n", pos):
+            self._pos = pos + 2
+            self._state = _HEAD if self._keep_alive else _DONE
+            self._scan = self._pos
+            return EndOfMessage()
+        end = buf.find(b"\r\n\r\n", self._scan if self._scan > pos else pos)
+        if end < 0:
+            size = len(buf)
+            start = self._scan if self._scan > pos else pos
+            bad = _BARE_CR_OR_LF.search(buf, start)
+            if bad is not None and not (bad.start() == size - 1 and buf[-1:] == b"\r"):
+                raise ParseError(400, "bare CR or LF in the trailer section")
+            if size - pos > self.max_header_size + 4:
+                raise ParseError(431, "trailer section too large")
+            if self._eof and size > pos:
+                raise ParseError(400, "connection closed in the middle of the trailers")
+            self._scan = size - 3 if size - 3 > pos else pos
+            return None
+        if end - pos > self.max_header_size:
+            raise ParseError(431, "trailer section too large")
+        block = buf[pos : end + 2].decode("latin-1")
+        if _HEADER_BLOCK.fullmatch(block) is None:
+            raise _header_error(block)
+        pairs = _HEADER_LINE.findall(block)
+        if len(pairs) > self.max_headers:
+            raise ParseError(431, f"more than {self.max_headers} trailer lines")
+        self._pos = end + 4
+        self._scan = self._pos
+        self._state = _HEAD if self._keep_alive else _DONE
+        return EndOfMessage([(n.lower(), v.rstrip(" \t")) for n, v in pairs])
+
+
+def _tokens(value: str) -> set[str]:
+    """The lowercased members of a comma-separated list header."""
+    return {part.strip(" \t").lower() for part in value.split(",")}
+
+
+def _header_error(block: str) -> ParseError:
+    """Say precisely what is wrong with a header block that failed the grammar."""
+    for line in block.split("\r\n"):
+        if not line:
+            continue
+        if line[0] in " \t":
+            return ParseError(400, "obsolete line folding in a header")
+        name, colon, _ = line.partition(":")
+        if not colon:
+            if "\n" in line or "\r" in line:
+                return ParseError(400, "bare CR or LF in a header")
+            return ParseError(400, "header line without a colon")
+        if name != name.rstrip(" \t"):
+            return ParseError(400, "whitespace before the colon in a header")
+        if re.fullmatch(_TOKEN, name) is None:
+            return ParseError(400, "invalid header name")
+    return ParseError(400, "invalid character in a header value")

@@ -1,0 +1,223 @@
+"""The sans-IO response writer: status line, header validation and body framing, as bytes.
+
+Pure: no socket, clock or logging. The caller passes the current epoch second for the Date
+header; the formatted value is cached, so it is computed at most once per second.
+
+Framing (RFC 9112 section 6 and RFC 9110 section 6.4.1):
+    * responses to HEAD, and 1xx, 204 and 304 responses, carry no body;
+    * a body of known size gets ``Content-Length``;
+    * a streamed body gets ``Transfer-Encoding: chunked`` for an HTTP/1.1 client, and is
+      delimited by closing the connection for an HTTP/1.0 client.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from email.utils import formatdate
+
+from evserve.status import REASONS
+
+__all__ = [
+    "LAST_CHUNK",
+    "ResponseWriter",
+    "body_allowed",
+    "frame_chunk",
+    "http_date",
+    "serialize_head",
+    "validate_header",
+    "validate_reason",
+]
+
+LAST_CHUNK = b"0\r\n\r\n"
+
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+# A field value may hold HTAB, SP, VCHAR and obs-text (RFC 9110 section 5.5): never CR, LF,
+# NUL or any other control character, and nothing outside latin-1.
+_FIELD_VALUE = re.compile(r"[\t\x20-\x7e\x80-\xff]*")
+_REASON = re.compile(r"[\t\x20-\x7e\x80-\xff]*")
+
+_STATUS_LINES: dict[int, str] = {code: f"HTTP/1.1 {code} {phrase}\r\n" for code, phrase in REASONS.items()}
+
+_date_second = -1
+_date_value = ""
+
+
+def http_date(epoch_second: int) -> str:
+    """Return the IMF-fixdate for ``epoch_second`` (RFC 9110 section 5.6.7), cached per second."""
+    global _date_second, _date_value
+    if epoch_second != _date_second:
+        _date_value = formatdate(epoch_second, usegmt=True)
+        _date_second = epoch_second
+    return _date_value
+
+
+def validate_header(name: str, value: str) -> None:
+    """Raise ``ValueError`` unless ``name`` is a token and ``value`` a clean field value.
+
+    CR, LF, NUL and the other control characters (except HTAB) are refused anywhere, so that
+    nothing a handler passes in can split a response or inject a header.
+    """
+    if not isinstance(name, str) or _TOKEN.fullmatch(name) is None:
+        raise ValueError(f"invalid header name {name!r}")
+    if not isinstance(value, str) or _FIELD_VALUE.fullmatch(value) is None:
+        raise ValueError(f"invalid character in the value of header {name!r}: {value!r}")
+
+
+def validate_reason(reason: str) -> None:
+    """Raise ``ValueError`` for a reason phrase with a control character (or non-latin-1)."""
+    if _REASON.fullmatch(reason) is None:
+        raise ValueError(f"invalid character in reason phrase {reason!r}")
+
+
+def body_allowed(method: str, status: int) -> bool:
+    """Whether a response with ``status`` to a ``method`` request may carry a body."""
+    return not (method == "HEAD" or status < 200 or status == 204 or status == 304)
+
+
+def serialize_head(
+    status: int,
+    headers: Iterable[tuple[str, str]],
+    reason: str | None = None,
+    *,
+    validate: bool = True,
+) -> bytes:
+    """Return the status line and header section (ending with the empty line) as bytes.
+
+    Args:
+        status: three-digit status code, 100-999.
+        headers: ``(name, value)`` lines, written in the given order.
+        reason: the reason phrase; the standard one when ``None``.
+        validate: check every name and value (skip only for values already validated).
+
+    Raises:
+        ValueError: a status outside 100-999, or a control character in a name, value or reason.
+    """
+    if reason is None:
+        line = _STATUS_LINES.get(status)
+        if line is None:
+            if not 100 <= status <= 999:
+                raise ValueError(f"status {status} is outside 100-999")
+            line = f"HTTP/1.1 {status} {status}\r\n"
+    else:
+        if not 100 <= status <= 999:
+            raise ValueError(f"status {status} is outside 100-999")
+        validate_reason(reason)
+        line = f"HTTP/1.1 {status} {reason}\r\n"
+    parts = [line]
+    if validate:
+        for name, value in headers:
+            validate_header(name, value)
+            parts.append(f"{name}: {value}\r\n")
+    else:
+        parts.extend([f"{name}: {value}\r\n" for name, value in headers])
+    parts.append("\r\n")
+    return "".join(parts).encode("latin-1")
+
+
+def frame_chunk(data: bytes) -> bytes:
+    """Frame ``data`` as one chunk of the chunked transfer coding (empty data gives ``b""``)."""
+    if not data:
+        return b""
+    return b"%x\r\n%s\r\n" % (len(data), data)
+
+
+class ResponseWriter:
+    """Frames one response for one request: decides the framing, then turns calls into bytes.
+
+    Use ``head`` once, then ``body`` any number of times, then ``end`` once; each returns the
+    bytes to send. ``keep_alive`` tells, after ``head``, whether the connection may carry
+    another request once this response has been sent.
+
+    Args:
+        method: the request method (``HEAD`` suppresses the body).
+        http_version: the request's version, ``"1.1"`` or ``"1.0"``.
+        keep_alive: whether the request allows the connection to persist.
+    """
+
+    __slots__ = ("_chunked", "_has_body", "_started", "http_version", "keep_alive", "method")
+
+    def __init__(self, method: str, http_version: str, keep_alive: bool) -> None:
+        self.method = method
+        self.http_version = http_version
+        self.keep_alive = keep_alive
+        self._has_body = True
+        self._chunked = False
+        self._started = False
+
+    @property
+    def chunked(self) -> bool:
+        """Whether the body is being sent with the chunked transfer coding."""
+        return self._chunked
+
+    @property
+    def has_body(self) -> bool:
+        """Whether body bytes passed to ``body``/``end`` are sent (False for HEAD, 204, ...)."""
+        return self._has_body
+
+    def head(
+        self,
+        status: int,
+        headers: list[tuple[str, str]],
+        *,
+        content_length: int | None = None,
+        date: str | None = None,
+        reason: str | None = None,
+        validate: bool = True,
+    ) -> bytes:
+        """Return the response head, with the framing headers added.
+
+        Args:
+            status: the status code.
+            headers: the application's header lines; it must not include Content-Length,
+                Transfer-Encoding, Connection or Date when the writer is to decide them (a
+                Content-Length given there is kept for HEAD and 304 responses).
+            content_length: the body size when known; ``None`` streams the body.
+            date: the value of the Date header (see ``http_date``); omitted when ``None``.
+            reason: a custom reason phrase.
+            validate: check the application's header lines.
+        """
+        if self._started:
+            raise RuntimeError("the response head was already written")
+        self._started = True
+        lines = list(headers)
+        if date is not None:
+            lines.append(("Date", date))
+        interim = status < 200
+        self._has_body = body_allowed(self.method, status)
+        if interim:
+            return serialize_head(status, lines, reason, validate=validate)
+        if status == 204:
+            pass  # RFC 9110 section 8.6: no Content-Length in a 204
+        elif not self._has_body:
+            # HEAD and 304: a Content-Length, when known, states what GET would have sent.
+            if content_length is not None and status != 304:
+                lines.append(("Content-Length", str(content_length)))
+        elif content_length is not None:
+            lines.append(("Content-Length", str(content_length)))
+        elif self.http_version == "1.1":
+            self._chunked = True
+            lines.append(("Transfer-Encoding", "chunked"))
+        else:
+            self.keep_alive = False  # HTTP/1.0: the end of the body is the end of the connection
+        if not self.keep_alive:
+            lines.append(("Connection", "close"))
+        elif self.http_version == "1.0":
+            lines.append(("Connection", "keep-alive"))
+        return serialize_head(status, lines, reason, validate=validate)
+
+    def body(self, data: bytes) -> bytes:
+        """Return ``data`` framed for the wire (nothing when the response has no body)."""
+        if not self._has_body or not data:
+            return b""
+        if self._chunked:
+            return frame_chunk(data)
+        return bytes(data)
+
+    def end(self, data: bytes = b"") -> bytes:
+        """Return the last body bytes and the end of the message."""
+        if not self._has_body:
+            return b""
+        if self._chunked:
+            return frame_chunk(data) + LAST_CHUNK if data else LAST_CHUNK
+        return bytes(data)

@@ -1,0 +1,1 @@
+"""Hello world: the smallest evserve server.  Run: python examples/hello.py"""
