@@ -1,0 +1,528 @@
+"""The per-connection HTTP/1.1 state machine: parser events in, responses out, deadlines kept.
+
+This module owns the life of one connection and nothing else. It never touches a socket: bytes
+arrive through ``data_received``/``eof_received``, leave through a ``Transport``, and time comes in
+as arguments, so the whole machine can be driven (and fuzzed) without the network.
+
+States and legal moves (``MOVES``)::
+
+    IDLE ──first byte──▶ READING_HEADERS ──head──▶ READING_BODY ──end──▶ HANDLED
+      ▲                         │  (no body) ─────────────────────────────▶ │
+      │                         ▼                                           ▼
+      └──────── keep-alive ─ WRITING ◀──────────── response complete ───────┘
+                                │  (Connection: close, error, shutdown, EOF)
+                                ▼
+                             CLOSING ──flushed──▶ CLOSED      (any state ──abort──▶ CLOSED)
+
+Deadlines, each counted from the start of its state (a byte does not reset them):
+``keepalive_timeout`` in IDLE, ``header_timeout`` in READING_HEADERS, ``body_timeout`` in
+READING_BODY; in HANDLED the application owns the request and no read deadline runs. While output
+is waiting for the peer to read, ``write_timeout`` runs (restarted whenever the peer reads some).
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Protocol
+
+from evserve.config import Config
+from evserve.errors import ParseError
+from evserve.parser import BodyChunk, EndOfMessage, RequestHead, RequestParser
+from evserve.status import reason_phrase
+from evserve.writer import LAST_CHUNK, body_allowed, frame_chunk, http_date, serialize_head
+
+if TYPE_CHECKING:
+    from evserve.reactor import Reactor
+    from evserve.request import Request
+    from evserve.response import Response
+
+__all__ = ["MOVES", "Connection", "State", "Transport"]
+
+log = logging.getLogger("evserve.connection")
+
+INF = float("inf")
+
+
+class State(enum.Enum):
+    """Where a connection is in its request/response cycle."""
+
+    IDLE = "idle"  # waiting for the first byte of a request (keepalive_timeout)
+    READING_HEADERS = "reading-headers"  # part of a head received (header_timeout)
+    READING_BODY = "reading-body"  # head parsed, body arriving (body_timeout)
+    HANDLED = "handled"  # the application owns the request; it may answer now or later
+    WRITING = "writing"  # response complete, output waiting for the peer to read
+    CLOSING = "closing"  # the last response is flushing; the connection closes after it
+    CLOSED = "closed"  # nothing more happens
+
+
+_S = State
+MOVES: dict[State, frozenset[State]] = {
+    _S.IDLE: frozenset({_S.READING_HEADERS, _S.CLOSING, _S.CLOSED}),
+    _S.READING_HEADERS: frozenset({_S.READING_BODY, _S.HANDLED, _S.CLOSING, _S.CLOSED}),
+    _S.READING_BODY: frozenset({_S.HANDLED, _S.CLOSING, _S.CLOSED}),
+    _S.HANDLED: frozenset({_S.WRITING, _S.CLOSING, _S.CLOSED}),
+    _S.WRITING: frozenset({_S.IDLE, _S.READING_HEADERS, _S.CLOSING, _S.CLOSED}),
+    _S.CLOSING: frozenset({_S.CLOSED}),
+    _S.CLOSED: frozenset(),
+}
+
+_IDLE = State.IDLE
+_READING_HEADERS = State.READING_HEADERS
+_READING_BODY = State.READING_BODY
+_HANDLED = State.HANDLED
+_WRITING = State.WRITING
+_CLOSING = State.CLOSING
+_CLOSED = State.CLOSED
+
+_CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+
+
+class Transport(Protocol):
+    """What a connection needs from the byte pipe under it (a socket, or a fake in tests)."""
+
+    def write(self, data: bytes) -> None:
+        """Queue ``data``; it is sent in order, without blocking."""
+
+    def send_file(self, file: Any, offset: int, count: int) -> None:
+        """Queue ``count`` bytes of the open binary ``file`` from ``offset``; the transport closes it."""
+
+    def buffer_size(self) -> int:
+        """Bytes queued but not yet sent."""
+
+    def pause_reading(self) -> None:
+        """Stop delivering received data until ``resume_reading``."""
+
+    def resume_reading(self) -> None:
+        """Deliver received data again."""
+
+    def close(self) -> None:
+        """Close once everything queued is sent."""
+
+    def abort(self) -> None:
+        """Close now, dropping anything queued."""
+
+
+Application = Callable[["Request", "Response"], object]
+
+
+class Connection:
+    """One HTTP/1.1 connection: parses requests, hands them to ``app``, frames the responses.
+
+    Args:
+        app: called as ``app(req, res)`` for each complete request; it may finish ``res`` before
+            returning or later (from a timer, a coroutine or another thread via the reactor).
+        config: limits and timeouts.
+        transport: where response bytes go.
+        reactor: the reactor running this connection (exposed to the application as
+            ``req.reactor``); ``None`` when driven without one.
+        peer: the peer's address as ``(host, port, ...)``.
+        secure: whether the transport is TLS (sets ``req.protocol``).
+        clock: returns the current time in seconds (``time.monotonic`` by default).
+    """
+
+    __slots__ = (
+        "_body",
+        "_clock",
+        "_close_callbacks",
+        "_config",
+        "_head",
+        "_in_process",
+        "_keep_alive",
+        "_parser",
+        "_peer_eof",
+        "_res",
+        "_stopping",
+        "app",
+        "deadline",
+        "on_closed",
+        "peer",
+        "reactor",
+        "requests_served",
+        "secure",
+        "state",
+        "transport",
+    )
+
+    def __init__(
+        self,
+        app: Application,
+        config: Config,
+        transport: Transport,
+        reactor: Reactor | None = None,
+        peer: Any = None,
+        *,
+        secure: bool = False,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.app = app
+        self._config = config
+        self.transport = transport
+        self.reactor = reactor
+        self.peer = peer
+        self.secure = secure
+        self._clock = clock
+        self._parser = RequestParser(
+            max_target_size=config.max_target_size,
+            max_header_size=config.max_header_size,
+            max_headers=config.max_headers,
+            max_body_size=config.max_body_size,
+        )
+        self.state = _IDLE
+        self.deadline = clock() + config.keepalive_timeout
+        self._head: RequestHead | None = None
+        self._body: list[bytes] = []
+        self._res: Response | None = None
+        self._keep_alive = True
+        self._peer_eof = False
+        self._stopping = False
+        self._in_process = False
+        self.requests_served = 0
+        self.on_closed: Callable[[Connection], object] | None = None
+        self._close_callbacks: list[Callable[[], object]] = []
+
+    # -- state -----------------------------------------------------------------------------
+
+    def _move(self, new: State) -> None:
+        if new not in MOVES[self.state]:
+            raise RuntimeError(f"illegal connection move {self.state.name} -> {new.name}")
+        self.state = new
+
+    @property
+    def is_idle(self) -> bool:
+        """True between requests, with nothing received of the next one."""
+        return self.state is _IDLE
+
+    @property
+    def current_response(self) -> Response | None:
+        """The response the application owns now, if any."""
+        return self._res
+
+    # -- input -----------------------------------------------------------------------------
+
+    def data_received(self, data: bytes) -> None:
+        """Feed bytes received from the peer."""
+        if self.state is _CLOSED:
+            return
+        self._parser.receive_data(data)
+        if self.state is _IDLE:
+            self._move(_READING_HEADERS)
+            self.deadline = self._clock() + self._config.header_timeout
+        self._process()
+
+    def eof_received(self) -> None:
+        """The peer closed its sending side; requests already received are still answered."""
+        if self.state is _CLOSED:
+            return
+        self._peer_eof = True
+        self._parser.receive_data(b"")
+        if self.state is _IDLE or (self.state is _READING_HEADERS and not self._parser.in_message):
+            self._close()
+            return
+        self._process()
+
+    def connection_lost(self) -> None:
+        """The transport is gone (reset, error, or closed by us): free everything now."""
+        if self.state is _CLOSED:
+            return
+        self.state = _CLOSED  # any state may end here
+        self.deadline = INF
+        res = self._res
+        self._res = None
+        self._body = []
+        if res is not None:
+            res._connection_lost()
+        callbacks, self._close_callbacks = self._close_callbacks, []
+        for callback in callbacks:
+            try:
+                callback()
+            except Exception:
+                log.exception("error in a connection close callback")
+        if self.on_closed is not None:
+            self.on_closed(self)
+
+    def add_close_callback(self, callback: Callable[[], object]) -> None:
+        """Call ``callback()`` once when the connection closes (at once if it already has)."""
+        if self.state is _CLOSED:
+            callback()
+        else:
+            self._close_callbacks.append(callback)
+
+    def _process(self) -> None:
+        """Turn buffered bytes into requests until one is left with the application."""
+        if self._in_process:
+            return
+        self._in_process = True
+        parser = self._parser
+        try:
+            while True:
+                state = self.state
+                if state is not _READING_HEADERS and state is not _READING_BODY:
+                    if state is _IDLE and parser.buffered:
+                        self._move(_READING_HEADERS)
+                        self.deadline = self._clock() + self._config.header_timeout
+                        continue
+                    break
+                try:
+                    event = parser.next_event()
+                except ParseError as exc:
+                    self._protocol_error(exc.status, exc.reason)
+                    break
+                if event is None:
+                    if state is _READING_HEADERS and not parser.in_message:
+                        # Only empty lines arrived: still idle as far as deadlines go.
+                        if self._peer_eof:
+                            self._close()
+                    break
+                kind = type(event)
+                if kind is RequestHead:
+                    self._head = event  # type: ignore[assignment]
+                    head: RequestHead = event  # type: ignore[assignment]
+                    if head.content_length or head.chunked:
+                        self._move(_READING_BODY)
+                        self.deadline = self._clock() + self._config.body_timeout
+                        if head.expect_continue:
+                            self.transport.write(_CONTINUE)
+                elif kind is BodyChunk:
+                    self._body.append(event.data)  # type: ignore[union-attr]
+                elif kind is EndOfMessage:
+                    self._dispatch()
+        finally:
+            self._in_process = False
+
+    # -- handing requests to the application -------------------------------------------------
+
+    def _dispatch(self) -> None:
+        from evserve.request import Request  # the app layer sits above; imported once, lazily
+        from evserve.response import Response
+
+        head = self._head
+        if head is None:  # pragma: no cover - the parser always gives a head first
+            raise RuntimeError("end of message without a head")
+        body = self._body
+        raw_body = body[0] if len(body) == 1 else b"".join(body)
+        self._body = []
+        self._move(_HANDLED)
+        self.deadline = INF
+        self._keep_alive = head.keep_alive and not self._stopping
+        req = Request(self, head, raw_body)
+        res = Response(self, req)
+        req.res = res
+        self._res = res
+        try:
+            self.app(req, res)
+        except Exception:
+            log.exception("unhandled error in application %r", self.app)
+            if self._res is res:
+                if res.headers_sent:
+                    self.abort()
+                else:
+                    self._send_error(500)
+        if self._res is res and self.state is _HANDLED:
+            # Answered later: stop reading until it is (pipelined bytes wait in the parser).
+            self.transport.pause_reading()
+
+    # -- output (called by Response) -------------------------------------------------------
+
+    def send_complete(
+        self,
+        res: Response,
+        status: int,
+        lines: list[tuple[str, str]],
+        body: bytes,
+        reason: str | None = None,
+    ) -> None:
+        """Send a whole response with a body of known size, then finish the request."""
+        if self._res is not res:
+            return  # the connection was lost, or this is a stale response
+        head = self._head
+        method = head.method if head is not None else "GET"
+        keep_alive = self._keep_alive
+        lines.append(("Date", http_date(int(time.time()))))
+        if status < 200 or status == 204:
+            body = b""
+        elif method == "HEAD" or status == 304:
+            if status != 304:
+                lines.append(("Content-Length", str(len(body))))
+            body = b""
+        else:
+            lines.append(("Content-Length", str(len(body))))
+        if not keep_alive:
+            lines.append(("Connection", "close"))
+        elif head is not None and head.http_version == "1.0":
+            lines.append(("Connection", "keep-alive"))
+        data = serialize_head(status, lines, reason, validate=False)
+        self.transport.write(data + body if body else data)
+        self._finish(res)
+
+    def send_head(
+        self,
+        res: Response,
+        status: int,
+        lines: list[tuple[str, str]],
+        content_length: int | None,
+        reason: str | None = None,
+    ) -> bool:
+        """Send the head of a streamed response; returns whether a body is chunked-framed.
+
+        With ``content_length`` None the body is chunked on HTTP/1.1 and close-delimited on 1.0.
+        """
+        if self._res is not res:
+            return False
+        head = self._head
+        method = head.method if head is not None else "GET"
+        version = head.http_version if head is not None else "1.1"
+        lines.append(("Date", http_date(int(time.time()))))
+        chunked = False
+        if not body_allowed(method, status):
+            if status != 204 and status != 304 and content_length is not None:
+                lines.append(("Content-Length", str(content_length)))
+        elif content_length is not None:
+            lines.append(("Content-Length", str(content_length)))
+        elif version == "1.1":
+            chunked = True
+            lines.append(("Transfer-Encoding", "chunked"))
+        else:
+            self._keep_alive = False  # close-delimited body for an HTTP/1.0 client
+        if not self._keep_alive:
+            lines.append(("Connection", "close"))
+        elif version == "1.0":
+            lines.append(("Connection", "keep-alive"))
+        self.transport.write(serialize_head(status, lines, reason, validate=False))
+        return chunked
+
+    def send_body(self, res: Response, data: bytes, chunked: bool) -> None:
+        """Send a piece of a streamed body (already known to be allowed for this response)."""
+        if self._res is not res or not data:
+            return
+        self.transport.write(frame_chunk(data) if chunked else data)
+
+    def send_file(self, res: Response, file: Any, offset: int, count: int) -> None:
+        """Send ``count`` bytes of ``file`` as (part of) a Content-Length-framed body."""
+        if self._res is not res:
+            file.close()
+            return
+        self.transport.send_file(file, offset, count)
+
+    def send_end(self, res: Response, chunked: bool) -> None:
+        """End a streamed response and finish the request."""
+        if self._res is not res:
+            return
+        if chunked:
+            self.transport.write(LAST_CHUNK)
+        self._finish(res)
+
+    def send_informational(self, res: Response, status: int, lines: list[tuple[str, str]]) -> None:
+        """Send a 1xx interim response (e.g. 103 Early Hints) before the final one."""
+        if self._res is res and 100 <= status < 200:
+            self.transport.write(serialize_head(status, lines, validate=False))
+
+    def write_blocked(self) -> bool:
+        """Whether unsent output is above the high-water mark (the writer should wait)."""
+        return self.transport.buffer_size() > self._config.write_buffer_size
+
+    def _finish(self, res: Response) -> None:
+        """The current response is complete: move on to the next request, or close."""
+        self._res = None
+        self.requests_served += 1
+        if self.state is _CLOSED:
+            return
+        self._move(_WRITING)
+        if not self._keep_alive or self._stopping or (
+            self._peer_eof and not self._parser.buffered
+        ):
+            self._close()
+            return
+        self.transport.resume_reading()
+        if self.transport.buffer_size() > self._config.write_buffer_size:
+            return  # wait in WRITING; drained() moves on
+        self._next_request()
+
+    def _next_request(self) -> None:
+        if self._parser.buffered:
+            self._move(_READING_HEADERS)
+            self.deadline = self._clock() + self._config.header_timeout
+            if not self._in_process:
+                self._process()
+        else:
+            self._move(_IDLE)
+            self.deadline = self._clock() + self._config.keepalive_timeout
+            if self._peer_eof:
+                self._close()
+
+    def drained(self) -> None:
+        """The transport's backlog fell below the low-water mark."""
+        if self.state is _WRITING:
+            self._next_request()
+        elif self._res is not None:
+            self._res._drained()
+
+    # -- errors, timeouts, closing -------------------------------------------------------------
+
+    def _protocol_error(self, status: int, reason: str) -> None:
+        log.debug("protocol error from %s: %d %s", self.peer, status, reason)
+        self._keep_alive = False
+        self._head = None
+        self._send_error(status, reason)
+
+    def _send_error(self, status: int, reason: str | None = None) -> None:
+        """Answer with a plain error page and close after it is flushed."""
+        text = f"{status} {reason_phrase(status)}" + (f": {reason}" if reason else "") + "\n"
+        body = text.encode("utf-8", "replace")
+        lines = [
+            ("Content-Type", "text/plain; charset=utf-8"),
+            ("Date", http_date(int(time.time()))),
+            ("Content-Length", str(len(body))),
+            ("Connection", "close"),
+        ]
+        head = self._head
+        if head is not None and head.method == "HEAD":
+            body = b""
+        self.transport.write(serialize_head(status, lines, validate=False) + body)
+        if self._res is not None:
+            res, self._res = self._res, None
+            res._abandoned()
+        self._close()
+
+    def check_deadline(self, now: float) -> bool:
+        """Act on a passed deadline; returns whether one had passed."""
+        if now < self.deadline:
+            return False
+        state = self.state
+        if state is _READING_HEADERS or state is _READING_BODY:
+            log.debug("%s timeout from %s", state.value, self.peer)
+            self._protocol_error(408, "request timeout")
+        elif state is _IDLE:
+            self._close()
+        else:
+            self.deadline = INF
+            return False
+        return True
+
+    def write_timed_out(self) -> None:
+        """The peer left output unread past ``write_timeout``: drop the connection."""
+        log.debug("write timeout to %s", self.peer)
+        self.abort()
+
+    def shutdown(self) -> None:
+        """Graceful stop: close now if idle, else after the in-flight response."""
+        self._stopping = True
+        self._keep_alive = False
+        if self.state is _IDLE or (self.state is _READING_HEADERS and not self._parser.in_message):
+            self._close()
+
+    def _close(self) -> None:
+        if self.state is _CLOSED or self.state is _CLOSING:
+            return
+        self.state = _CLOSING  # legal from every open state
+        self.deadline = INF
+        self.transport.close()
+
+    def abort(self) -> None:
+        """Drop the connection now, discarding unsent output."""
+        if self.state is _CLOSED:
+            return
+        self.transport.abort()
+        self.connection_lost()

@@ -1,0 +1,312 @@
+"""The reactor: one thread, one ``selectors`` loop, ready callbacks and a timer heap. No HTTP here.
+
+The loop turns like this: wait in ``select`` until an fd is ready or the nearest timer is due (no
+polling: an idle reactor sleeps until its next timer, or forever without one), run the fd
+callbacks, then the due timers, then the callbacks queued with ``call_soon``. Another thread may
+queue work with ``call_soon_threadsafe``, which wakes a sleeping loop through a socketpair.
+
+An exception raised by a callback is logged to the ``evserve`` logger and the loop goes on.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import logging
+import selectors
+import socket
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from evserve.server import Server
+
+__all__ = ["Handle", "Reactor", "TimerHandle"]
+
+log = logging.getLogger("evserve")
+
+EVENT_READ = selectors.EVENT_READ
+EVENT_WRITE = selectors.EVENT_WRITE
+
+
+class Handle:
+    """A callback queued on the reactor; ``cancel()`` stops it from running."""
+
+    __slots__ = ("_args", "_cancelled", "_fn")
+
+    def __init__(self, fn: Callable[..., object], args: tuple[Any, ...]) -> None:
+        self._fn = fn
+        self._args = args
+        self._cancelled = False
+
+    def cancel(self) -> None:
+        """Prevent the callback from running (no effect once it has run)."""
+        self._cancelled = True
+
+    @property
+    def cancelled(self) -> bool:
+        """Whether ``cancel`` was called."""
+        return self._cancelled
+
+    def _run(self) -> None:
+        try:
+            self._fn(*self._args)
+        except Exception:
+            log.exception("error in reactor callback %r", self._fn)
+
+
+class TimerHandle(Handle):
+    """A callback scheduled at ``when`` (reactor time); ordered by ``(when, seq)``."""
+
+    __slots__ = ("seq", "when")
+
+    def __init__(self, when: float, seq: int, fn: Callable[..., object], args: tuple[Any, ...]) -> None:
+        super().__init__(fn, args)
+        self.when = when
+        self.seq = seq
+
+    def __lt__(self, other: TimerHandle) -> bool:
+        return (self.when, self.seq) < (other.when, other.seq)
+
+
+class _FdCallbacks:
+    """The reader and writer callbacks registered for one file descriptor."""
+
+    __slots__ = ("reader", "writer")
+
+    def __init__(self) -> None:
+        self.reader: Handle | None = None
+        self.writer: Handle | None = None
+
+    def __call__(self, mask: int) -> None:
+        if mask & EVENT_READ and self.reader is not None:
+            self.reader._run()
+        if mask & EVENT_WRITE and self.writer is not None:
+            self.writer._run()
+
+
+class Reactor:
+    """A single-threaded event loop on ``selectors.DefaultSelector``.
+
+    Everything but ``call_soon_threadsafe`` and ``stop`` must be called from the thread running
+    the loop (or before it runs).
+    """
+
+    def __init__(self) -> None:
+        self._selector = selectors.DefaultSelector()
+        self._ready: deque[Handle] = deque()
+        self._timers: list[TimerHandle] = []
+        self._seq = itertools.count()
+        self._stopping = False
+        self._running = False
+        self._closed = False
+        self.thread_id: int | None = None
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
+        self._selector.register(self._wake_r, EVENT_READ, self._drain_wakeups)
+
+    # -- time and scheduling -----------------------------------------------------------------
+
+    @staticmethod
+    def time() -> float:
+        """The reactor's clock: ``time.monotonic()`` seconds."""
+        return time.monotonic()
+
+    def call_soon(self, fn: Callable[..., object], *args: Any) -> Handle:
+        """Run ``fn(*args)`` on the next turn of the loop, after the pending fd events."""
+        handle = Handle(fn, args)
+        self._ready.append(handle)
+        return handle
+
+    def call_later(self, delay: float, fn: Callable[..., object], *args: Any) -> TimerHandle:
+        """Run ``fn(*args)`` once, ``delay`` seconds from now; returns a cancellable handle."""
+        return self.call_at(time.monotonic() + max(0.0, delay), fn, *args)
+
+    def call_at(self, when: float, fn: Callable[..., object], *args: Any) -> TimerHandle:
+        """Run ``fn(*args)`` once at reactor time ``when``; returns a cancellable handle."""
+        handle = TimerHandle(when, next(self._seq), fn, args)
+        heapq.heappush(self._timers, handle)
+        return handle
+
+    def call_soon_threadsafe(self, fn: Callable[..., object], *args: Any) -> Handle:
+        """Like ``call_soon`` but callable from any thread; wakes the loop if it sleeps."""
+        handle = Handle(fn, args)
+        self._ready.append(handle)  # deque.append is atomic
+        self._wake()
+        return handle
+
+    def _wake(self) -> None:
+        try:
+            self._wake_w.send(b"\0")
+        except (BlockingIOError, InterruptedError):
+            pass  # a wake-up is already pending
+        except OSError:
+            pass  # closed while stopping
+
+    def _drain_wakeups(self, mask: int) -> None:
+        try:
+            while self._wake_r.recv(4096):
+                pass
+        except (BlockingIOError, InterruptedError):
+            pass
+
+    # -- file descriptors ---------------------------------------------------------------------
+
+    def add_reader(self, fd: Any, fn: Callable[..., object], *args: Any) -> None:
+        """Call ``fn(*args)`` whenever ``fd`` (an int or an object with ``fileno()``) is readable."""
+        self._add(fd, EVENT_READ, Handle(fn, args))
+
+    def remove_reader(self, fd: Any) -> bool:
+        """Stop watching ``fd`` for reading; returns whether it was watched."""
+        return self._remove(fd, EVENT_READ)
+
+    def add_writer(self, fd: Any, fn: Callable[..., object], *args: Any) -> None:
+        """Call ``fn(*args)`` whenever ``fd`` is writable."""
+        self._add(fd, EVENT_WRITE, Handle(fn, args))
+
+    def remove_writer(self, fd: Any) -> bool:
+        """Stop watching ``fd`` for writing; returns whether it was watched."""
+        return self._remove(fd, EVENT_WRITE)
+
+    def _add(self, fd: Any, event: int, handle: Handle) -> None:
+        try:
+            key = self._selector.get_key(fd)
+        except KeyError:
+            callbacks = _FdCallbacks()
+            if event == EVENT_READ:
+                callbacks.reader = handle
+            else:
+                callbacks.writer = handle
+            self._selector.register(fd, event, callbacks)
+            return
+        callbacks = key.data
+        if not isinstance(callbacks, _FdCallbacks):
+            raise ValueError(f"fd {fd!r} is registered by evserve itself")
+        if event == EVENT_READ:
+            callbacks.reader = handle
+        else:
+            callbacks.writer = handle
+        self._selector.modify(fd, key.events | event, callbacks)
+
+    def _remove(self, fd: Any, event: int) -> bool:
+        try:
+            key = self._selector.get_key(fd)
+        except (KeyError, ValueError):
+            return False
+        callbacks = key.data
+        if not isinstance(callbacks, _FdCallbacks) or not key.events & event:
+            return False
+        if event == EVENT_READ:
+            callbacks.reader = None
+        else:
+            callbacks.writer = None
+        remaining = key.events & ~event
+        if remaining:
+            self._selector.modify(fd, remaining, callbacks)
+        else:
+            self._selector.unregister(fd)
+        return True
+
+    # Fast-path registration for evserve's own sockets: ``callback(mask)`` is called directly.
+    def _register(self, fileobj: Any, events: int, callback: Callable[[int], object]) -> None:
+        self._selector.register(fileobj, events, callback)
+
+    def _modify(self, fileobj: Any, events: int, callback: Callable[[int], object]) -> None:
+        self._selector.modify(fileobj, events, callback)
+
+    def _unregister(self, fileobj: Any) -> None:
+        try:
+            self._selector.unregister(fileobj)
+        except (KeyError, ValueError):
+            pass
+
+    # -- running ------------------------------------------------------------------------------
+
+    def run(self) -> None:
+        """Run the loop until ``stop()`` is called."""
+        if self._running:
+            raise RuntimeError("the reactor is already running")
+        self._stopping = False
+        self._running = True
+        self.thread_id = threading.get_ident()
+        try:
+            while not self._stopping:
+                self._turn(None)
+        finally:
+            self._running = False
+            self._stopping = False
+
+    def run_once(self, timeout: float | None = None) -> None:
+        """Run one turn: wait at most ``timeout`` seconds (``None``: until something happens)."""
+        self.thread_id = threading.get_ident()
+        self._turn(timeout)
+
+    def stop(self) -> None:
+        """Make ``run()`` return after the current turn; callable from any thread."""
+        self._stopping = True
+        self._wake()
+
+    @property
+    def is_running(self) -> bool:
+        """Whether ``run()`` is looping now."""
+        return self._running
+
+    def in_reactor_thread(self) -> bool:
+        """Whether the caller is the thread that runs (or last ran) this reactor."""
+        return self.thread_id is None or self.thread_id == threading.get_ident()
+
+    def _turn(self, timeout: float | None) -> None:
+        ready = self._ready
+        timers = self._timers
+        if ready or self._stopping:
+            wait: float | None = 0.0
+        elif timers:
+            wait = max(0.0, timers[0].when - time.monotonic())
+            if timeout is not None and timeout < wait:
+                wait = timeout
+        else:
+            wait = timeout
+        for key, mask in self._selector.select(wait):
+            try:
+                key.data(mask)
+            except Exception:
+                log.exception("error in I/O callback for %r", key.fileobj)
+        if timers:
+            now = time.monotonic()
+            while timers and timers[0].when <= now:
+                handle = heapq.heappop(timers)
+                if not handle._cancelled:
+                    ready.append(handle)
+            # Cancelled timers are dropped lazily, but never allowed to dominate the heap.
+            if len(timers) > 256 and sum(1 for t in timers if t._cancelled) * 2 > len(timers):
+                self._timers = timers = [t for t in timers if not t._cancelled]
+                heapq.heapify(timers)
+        for _ in range(len(ready)):
+            callback = ready.popleft()
+            if not callback._cancelled:
+                callback._run()
+
+    def close(self) -> None:
+        """Release the selector and the wake-up socketpair; the reactor cannot run again."""
+        if self._closed:
+            return
+        self._closed = True
+        self._selector.close()
+        self._wake_r.close()
+        self._wake_w.close()
+
+    # -- serving ------------------------------------------------------------------------------
+
+    def listen(self, app: Any, host: str = "127.0.0.1", port: int = 0, **config: Any) -> Server:
+        """Start serving ``app`` on ``host:port`` from this reactor; returns the ``Server``.
+
+        The socket is bound and listening on return; requests are served while the reactor runs.
+        ``config`` takes the keys of ``evserve.config.Config``.
+        """
+        from evserve.server import Server  # server sits above the reactor in the layering
+
+        return Server(self, app, host, port, **config)

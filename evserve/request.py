@@ -1,0 +1,466 @@
+"""The request object handed to handlers: wire facts plus Express's helpers (SPEC section 3)."""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from evserve.headers import Headers
+
+if TYPE_CHECKING:
+    from evserve.app import App
+    from evserve.connection import Connection
+    from evserve.parser import RequestHead
+    from evserve.reactor import Reactor
+    from evserve.response import Response
+
+__all__ = ["Request"]
+
+_UNSET: Any = object()
+
+
+class Request:
+    """One HTTP request.
+
+    Core attributes (always set): ``method``, ``url`` (path and query, relative to the current
+    mount), ``original_url`` (never changes), ``base_url`` (the mount path, ``""`` at the top),
+    ``http_version`` (``"1.1"``/``"1.0"``), ``headers`` (case-insensitive multi-dict),
+    ``raw_body`` (bytes), ``body`` (``None`` until a body parser sets it), ``params`` (dict),
+    ``res`` (the paired response), ``app`` (the ``App`` handling it, or ``None``), ``aborted``
+    (True once the client disconnected before the response was sent).
+
+    Other attributes may be set freely by middleware (``req.user = ...``).
+    """
+
+    __slots__ = (
+        "__dict__",
+        "_conn",
+        "_cookies",
+        "_path",
+        "_path_url",
+        "_query",
+        "_signed_cookies",
+        "aborted",
+        "app",
+        "base_url",
+        "body",
+        "headers",
+        "http_version",
+        "method",
+        "original_url",
+        "params",
+        "raw_body",
+        "res",
+        "route",
+        "url",
+    )
+
+    def __init__(self, conn: Connection | None, head: RequestHead, raw_body: bytes = b"") -> None:
+        self._conn = conn
+        self.method: str = head.method
+        target = head.target
+        if target[:1] != "/" and target != "*":
+            target = _origin_form(target)
+        self.url: str = target
+        self.original_url: str = target
+        self.base_url: str = ""
+        self.http_version: str = head.http_version
+        self.headers: Headers = head.headers
+        self.raw_body: bytes = raw_body
+        self.body: Any = None
+        self.params: dict[str, Any] = {}
+        self.res: Response | None = None
+        self.app: App | None = None
+        self.route: Any = None
+        self.aborted = False
+        self._path_url: str | None = None
+        self._path = ""
+        self._query: Any = None
+        self._cookies: dict[str, str] | None = None
+        self._signed_cookies: dict[str, str] | None = None
+        if target is not head.target:
+            # Absolute-form: the target's authority replaces Host (RFC 9112 section 3.2.2).
+            self.__dict__["_authority"] = head.target.split("://", 1)[1].split("/", 1)[0]
+
+    # -- the URL --------------------------------------------------------------------------------
+
+    @property
+    def path(self) -> str:
+        """The path of ``url`` (still percent-encoded), relative to the current mount."""
+        url = self.url
+        if url is not self._path_url:
+            i = url.find("?")
+            self._path = url if i < 0 else url[:i]
+            self._path_url = url
+        return self._path
+
+    @property
+    def query_string(self) -> str:
+        """The raw query string of the original URL, without the ``?``."""
+        url = self.original_url
+        i = url.find("?")
+        return "" if i < 0 else url[i + 1 :]
+
+    @property
+    def query(self) -> dict[str, Any]:
+        """The parsed query string (qs-style nesting; see ``App(query_parser=...)``)."""
+        q = self._query
+        if q is None:
+            from evserve.query import parse_query, parse_simple
+
+            qs = self.query_string
+            mode = self.app.settings.get("query_parser", "extended") if self.app is not None else "extended"
+            if not qs:
+                q = {}
+            elif callable(mode):
+                q = mode(qs)
+            elif mode == "simple":
+                q = parse_simple(qs)
+            elif mode is False or mode is None:
+                q = {}
+            else:
+                q = parse_query(qs)
+            self._query = q
+        return q  # type: ignore[no-any-return]
+
+    @query.setter
+    def query(self, value: dict[str, Any]) -> None:
+        self._query = value
+
+    # -- headers --------------------------------------------------------------------------------
+
+    def get(self, name: str, default: str | None = None) -> str | None:
+        """Return the request header ``name`` (case-insensitive), or ``default``.
+
+        ``Referer`` and ``Referrer`` are interchangeable, as in Express.
+        """
+        key = name.lower()
+        if key in ("referer", "referrer"):
+            value = self.headers.get("referer")
+            if value is None:
+                value = self.headers.get("referrer")
+            return default if value is None else value
+        found: str | None = self.headers.get(key, default)
+        return found
+
+    header = get
+
+    @property
+    def content_type(self) -> str | None:
+        """The Content-Type header, or ``None``."""
+        return self.headers.get("content-type")
+
+    def is_type(self, *types: str | list[str]) -> str | None:
+        """Return the first of ``types`` the request's Content-Type matches, as given, or None.
+
+        Like Express's ``req.is``: ``"json"``, ``"urlencoded"``, ``"text/*"``, ``"+json"`` ...
+        A request without a body matches nothing.
+        """
+        from evserve.negotiation import is_type
+
+        flat = _flatten(types)
+        if not self.raw_body and self.headers.get("transfer-encoding") is None and not (
+            self.headers.get("content-length") not in (None, "0")
+        ):
+            return None
+        return is_type(self.headers.get("content-type"), flat)
+
+    def accepts(self, *types: str | list[str]) -> str | None:
+        """Return the best of ``types`` for the Accept header, as given, or ``None``."""
+        from evserve.negotiation import accepts
+
+        return accepts(self.headers.get("accept"), _flatten(types))
+
+    def accepts_charsets(self, *charsets: str) -> str | None:
+        """Return the best of ``charsets`` for Accept-Charset, or ``None``."""
+        return _accept_token(self.headers.get("accept-charset"), charsets)
+
+    def accepts_encodings(self, *encodings: str) -> str | None:
+        """Return the best of ``encodings`` for Accept-Encoding, or ``None``."""
+        return _accept_token(self.headers.get("accept-encoding"), encodings, identity=True)
+
+    def accepts_languages(self, *languages: str) -> str | None:
+        """Return the best of ``languages`` for Accept-Language, or ``None``."""
+        return _accept_token(self.headers.get("accept-language"), languages, prefix=True)
+
+    @property
+    def xhr(self) -> bool:
+        """Whether X-Requested-With is ``XMLHttpRequest`` (case-insensitive)."""
+        return (self.headers.get("x-requested-with") or "").lower() == "xmlhttprequest"
+
+    # -- cookies --------------------------------------------------------------------------------
+
+    @property
+    def cookies(self) -> dict[str, str]:
+        """Cookies from the Cookie header (signed ones appear in ``signed_cookies`` instead)."""
+        if self._cookies is None:
+            self._load_cookies()
+        return self._cookies  # type: ignore[return-value]
+
+    @property
+    def signed_cookies(self) -> dict[str, str]:
+        """Cookies whose signature checks out with ``App(cookie_secret=...)``."""
+        if self._signed_cookies is None:
+            self._load_cookies()
+        return self._signed_cookies  # type: ignore[return-value]
+
+    def _load_cookies(self) -> None:
+        from evserve.cookies import parse_cookie_header, split_signed
+
+        cookies = parse_cookie_header(self.headers.get("cookie"))
+        secret = self.app.settings.get("cookie_secret") if self.app is not None else None
+        if secret:
+            self._cookies, self._signed_cookies = split_signed(cookies, secret)
+        else:
+            self._cookies, self._signed_cookies = cookies, {}
+
+    # -- the connection ---------------------------------------------------------------------------
+
+    @property
+    def reactor(self) -> Reactor | None:
+        """The reactor running this request (use its ``call_soon_threadsafe`` from threads)."""
+        return self._conn.reactor if self._conn is not None else None
+
+    @property
+    def connection(self) -> Connection | None:
+        """The connection the request arrived on (``None`` for a request built by hand)."""
+        return self._conn
+
+    def on_close(self, callback: Callable[[], object]) -> None:
+        """Call ``callback()`` once when the connection closes (e.g. the client went away)."""
+        if self._conn is not None:
+            self._conn.add_close_callback(callback)
+
+    @property
+    def socket_address(self) -> str:
+        """The peer's IP address as seen on the socket (no proxy headers)."""
+        peer = self._conn.peer if self._conn is not None else None
+        if isinstance(peer, tuple) and peer:
+            return str(peer[0])
+        return ""
+
+    def _trust(self) -> Callable[[str, int], bool]:
+        setting = self.app.settings.get("trust_proxy", False) if self.app is not None else False
+        return _trust_function(setting)
+
+    @property
+    def ips(self) -> list[str]:
+        """With ``trust_proxy``, the client and proxy addresses, client first (else ``[]``)."""
+        chain = self._address_chain()
+        return list(reversed(chain[1:])) if len(chain) > 1 else []
+
+    def _address_chain(self) -> list[str]:
+        """Socket address then X-Forwarded-For hops nearest first, cut at the first untrusted."""
+        addrs = [self.socket_address]
+        forwarded = self.headers.get("x-forwarded-for")
+        if forwarded:
+            addrs.extend(a.strip() for a in reversed(forwarded.split(",")) if a.strip())
+        trust = self._trust()
+        for i in range(len(addrs) - 1):
+            if not trust(addrs[i], i):
+                return addrs[: i + 1]
+        return addrs
+
+    @property
+    def ip(self) -> str:
+        """The client address: the socket peer, or with ``trust_proxy`` the X-Forwarded-For hop
+        nearest the first untrusted proxy."""
+        return self._address_chain()[-1]
+
+    @property
+    def protocol(self) -> str:
+        """``"https"`` or ``"http"``; X-Forwarded-Proto is honoured from a trusted proxy."""
+        secure = self._conn.secure if self._conn is not None else False
+        proto = "https" if secure else "http"
+        if not self._trust()(self.socket_address, 0):
+            return proto
+        header = self.headers.get("x-forwarded-proto")
+        if header:
+            return header.split(",", 1)[0].strip().lower() or proto
+        return proto
+
+    @property
+    def secure(self) -> bool:
+        """Whether ``protocol`` is https."""
+        return self.protocol == "https"
+
+    @property
+    def host(self) -> str | None:
+        """The Host (with its port); X-Forwarded-Host is honoured from a trusted proxy."""
+        value: str | None = None
+        if self._trust()(self.socket_address, 0):
+            forwarded = self.headers.get("x-forwarded-host")
+            if forwarded:
+                value = forwarded.split(",", 1)[0].strip()
+        if not value:
+            value = self.__dict__.get("_authority") or self.headers.get("host")
+        return value or None
+
+    @property
+    def hostname(self) -> str | None:
+        """``host`` without the port (an IPv6 literal keeps its brackets)."""
+        host = self.host
+        if host is None:
+            return None
+        if host.startswith("["):
+            end = host.find("]")
+            return host[: end + 1] if end >= 0 else host
+        return host.split(":", 1)[0]
+
+    @property
+    def subdomains(self) -> list[str]:
+        """The hostname's labels before the last two, most specific last reversed like Express."""
+        hostname = self.hostname
+        if not hostname or hostname.startswith("[") or _is_ip(hostname):
+            return []
+        return list(reversed(hostname.split(".")[:-2]))
+
+    @property
+    def fresh(self) -> bool:
+        """Whether the client's cached copy is still valid (for GET/HEAD with a 2xx/304)."""
+        from evserve.freshness import is_fresh
+
+        res = self.res
+        if self.method not in ("GET", "HEAD") or res is None:
+            return False
+        status = res.status_code
+        if not (200 <= status < 300 or status == 304):
+            return False
+        return is_fresh(self.headers, res.get("ETag"), res.get("Last-Modified"))
+
+    @property
+    def stale(self) -> bool:
+        """``not fresh``."""
+        return not self.fresh
+
+    def __repr__(self) -> str:
+        return f"<Request {self.method} {self.original_url}>"
+
+
+def _origin_form(target: str) -> str:
+    """The path and query of an absolute-form target (``http://h/p?q`` -> ``/p?q``)."""
+    if "://" not in target:
+        return target  # authority-form (CONNECT): leave as is
+    rest = target.split("://", 1)[1]
+    slash = rest.find("/")
+    query = rest.find("?")
+    if slash < 0 or (0 <= query < slash):
+        return "/" + (rest[query:] if query >= 0 else "")
+    return rest[slash:]
+
+
+def _flatten(types: tuple[str | list[str], ...]) -> list[str]:
+    out: list[str] = []
+    for t in types:
+        if isinstance(t, (list, tuple)):
+            out.extend(t)
+        else:
+            out.append(t)
+    return out
+
+
+def _is_ip(value: str) -> bool:
+    try:
+        ipaddress.ip_address(value.strip("[]"))
+    except ValueError:
+        return False
+    return True
+
+
+def _accept_token(
+    header: str | None, offers: tuple[str, ...], *, identity: bool = False, prefix: bool = False
+) -> str | None:
+    """Pick the best offer for a token-list Accept-* header (q-values honoured)."""
+    if not offers:
+        return None
+    if header is None:
+        return offers[0]
+    prefs: list[tuple[str, float, int]] = []
+    for i, part in enumerate(header.split(",")):
+        token, _, params = part.strip().partition(";")
+        q = 1.0
+        for param in params.split(";"):
+            k, _, v = param.strip().partition("=")
+            if k.strip().lower() == "q":
+                try:
+                    q = float(v)
+                except ValueError:
+                    q = 0.0
+        if token:
+            prefs.append((token.strip().lower(), q, i))
+    best: tuple[float, int, int] | None = None
+    chosen: str | None = None
+    for j, offer in enumerate(offers):
+        low = offer.lower()
+        quality = None
+        order = 0
+        for token, q, i in prefs:
+            if token == low or token == "*" or (prefix and (low.startswith(token + "-") or token.startswith(low + "-"))):
+                if quality is None or q > quality:
+                    quality, order = q, i
+        if quality is None and identity and low == "identity":
+            quality, order = 0.001, len(prefs)
+        if quality is not None and quality > 0:
+            key = (-quality, order, j)
+            if best is None or key < best:
+                best, chosen = key, offer
+    return chosen
+
+
+_TRUST_CACHE: dict[Any, Callable[[str, int], bool]] = {}
+
+
+def _trust_function(setting: Any) -> Callable[[str, int], bool]:
+    """Turn an App ``trust_proxy`` setting into ``fn(address, hop_index) -> bool``."""
+    key = tuple(setting) if isinstance(setting, list) else setting
+    try:
+        cached = _TRUST_CACHE.get(key)
+    except TypeError:
+        cached = None
+        key = None
+    if cached is not None:
+        return cached
+    fn: Callable[[str, int], bool]
+    if setting is True:
+        fn = _trust_all
+    elif setting is False or setting is None:
+        fn = _trust_none
+    elif isinstance(setting, int):
+        hops = setting
+
+        def fn(addr: str, i: int) -> bool:
+            return i < hops
+    elif callable(setting):
+        fn = setting
+    else:
+        items = [setting] if isinstance(setting, str) else list(setting)
+        names = {"loopback": ["127.0.0.0/8", "::1/128"],
+                 "linklocal": ["169.254.0.0/16", "fe80::/10"],
+                 "uniquelocal": ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7"]}
+        nets = []
+        for item in items:
+            for part in str(item).split(","):
+                part = part.strip()
+                for cidr in names.get(part, [part]):
+                    nets.append(ipaddress.ip_network(cidr, strict=False))
+
+        def fn(addr: str, i: int) -> bool:
+            try:
+                ip = ipaddress.ip_address(addr)
+            except ValueError:
+                return False
+            if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+                ip = ip.ipv4_mapped
+            return any(ip.version == n.version and ip in n for n in nets)
+    if key is not None:
+        _TRUST_CACHE[key] = fn
+    return fn
+
+
+def _trust_all(addr: str, i: int) -> bool:
+    return True
+
+
+def _trust_none(addr: str, i: int) -> bool:
+    return False

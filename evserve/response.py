@@ -1,0 +1,601 @@
+"""The response object handed to handlers: chainable Express-style helpers (SPEC section 4)."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import html
+import json as _json
+import re
+from collections.abc import Callable, Iterable, Mapping
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from evserve.errors import ResponseStateError
+from evserve.status import reason_phrase
+from evserve.writer import validate_header, validate_reason
+
+if TYPE_CHECKING:
+    from evserve.connection import Connection
+    from evserve.request import Request
+
+__all__ = ["Response"]
+
+HeaderValue = str | int | float | list[Any] | tuple[Any, ...]
+
+# Response states: the head is not sent; the head is sent and the body streams; finished.
+_FRESH = 0
+_STREAMING = 1
+_DONE = 2
+
+_CHARSET = re.compile(r";\s*charset\s*=", re.IGNORECASE)
+_FRAMING = frozenset({"content-length", "transfer-encoding", "connection", "date"})
+# Characters encodeurl leaves alone: the URI reserved and unreserved sets, and '%'.
+_URL_SAFE = frozenset(
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+    "-._~:/?#[]@!$&'()*+,;=%"
+)
+_PERCENT_ESCAPE = re.compile(r"%[0-9A-Fa-f]{2}")
+_JSON_DUMPS = _json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
+
+
+class Response:
+    """The response to one request; methods that configure it return ``self`` for chaining.
+
+    A response is sent exactly once: by ``send``/``json``/``send_status``/``redirect``/``end``
+    (whole), or by ``write`` calls followed by ``end`` (streamed). A second send raises
+    ``ResponseStateError``. Header names and values, cookies, Location and the status are checked
+    when set: a control character raises ``ValueError`` before anything reaches the wire.
+    """
+
+    __slots__ = (
+        "__dict__",
+        "_chunked",
+        "_conn",
+        "_drain_waiters",
+        "_finish_callbacks",
+        "_headers",
+        "_reason",
+        "_state",
+        "locals",
+        "req",
+        "status_code",
+    )
+
+    def __init__(self, conn: Connection | None, req: Request) -> None:
+        self._conn = conn
+        self.req = req
+        self.status_code = 200
+        self._reason: str | None = None
+        self._headers: dict[str, tuple[str, str | list[str]]] = {}
+        self._state = _FRESH
+        self._chunked = False
+        self._finish_callbacks: list[Callable[[], object]] | None = None
+        self._drain_waiters: list[Callable[[], object]] | None = None
+        self.locals: dict[str, Any] = {}
+
+    # -- state ------------------------------------------------------------------------------------
+
+    @property
+    def headers_sent(self) -> bool:
+        """Whether the status line and headers have been handed to the connection."""
+        return self._state != _FRESH
+
+    @property
+    def finished(self) -> bool:
+        """Whether the whole response has been handed to the connection (or abandoned)."""
+        return self._state == _DONE
+
+    @property
+    def app(self) -> Any:
+        """The ``App`` handling the request (``None`` outside an App)."""
+        return self.req.app
+
+    def _check_fresh(self, what: str) -> None:
+        if self._state != _FRESH:
+            raise ResponseStateError(f"cannot {what}: the response was already sent")
+
+    # -- status and headers -----------------------------------------------------------------------
+
+    def status(self, code: int) -> Response:
+        """Set the status code; returns ``self``.
+
+        Raises:
+            TypeError: ``code`` is not an int.
+            ValueError: ``code`` is outside 100-999.
+        """
+        if not isinstance(code, int) or isinstance(code, bool):
+            raise TypeError(f"status code must be an int, not {type(code).__name__}")
+        if not 100 <= code <= 999:
+            raise ValueError(f"status code {code} is outside 100-999")
+        self._check_fresh("set the status")
+        self.status_code = code
+        return self
+
+    def reason(self, phrase: str) -> Response:
+        """Set a custom reason phrase for the status line; returns ``self``."""
+        validate_reason(phrase)
+        self._reason = phrase
+        return self
+
+    def set(self, name: str | Mapping[str, HeaderValue], value: HeaderValue | None = None) -> Response:
+        """Set a header (replacing it), or several from a mapping; returns ``self``.
+
+        Values are ``str()``-ed; a list gives one header line per item. A Content-Type without a
+        charset gets ``; charset=utf-8`` when it is text, like Express.
+        """
+        if isinstance(name, Mapping):
+            for key, val in name.items():
+                self.set(key, val)
+            return self
+        if value is None:
+            raise TypeError(f"res.set({name!r}) needs a value")
+        key = name.lower()
+        if key == "content-type":
+            if isinstance(value, (list, tuple)):
+                raise TypeError("Content-Type cannot be set to a list")
+            text = str(value)
+            if _CHARSET.search(text) is None:
+                from evserve.negotiation import content_type_for
+
+                text = content_type_for(text) if "/" in text else text
+            value = text
+        self._store(name, key, value, replace=True)
+        return self
+
+    header = set
+
+    def append(self, name: str, value: HeaderValue) -> Response:
+        """Add value(s) to a header, keeping what is there; returns ``self``."""
+        self._store(name, name.lower(), value, replace=False)
+        return self
+
+    def _store(self, name: str, key: str, value: HeaderValue, *, replace: bool) -> None:
+        self._check_fresh("set a header")
+        if isinstance(value, (list, tuple)):
+            values = [str(v) for v in value]
+            for v in values:
+                validate_header(name, v)
+        else:
+            text = str(value)
+            validate_header(name, text)
+            values = [text]
+        old = None if replace else self._headers.get(key)
+        if old is not None:
+            prior = old[1] if isinstance(old[1], list) else [old[1]]
+            self._headers[key] = (old[0], prior + values)
+        elif len(values) == 1 and not isinstance(value, (list, tuple)):
+            self._headers[key] = (name, values[0])
+        else:
+            self._headers[key] = (name, values)
+
+    def get(self, name: str) -> str | list[str] | None:
+        """Return the header ``name`` as set (a list for multi-line headers), or ``None``."""
+        entry = self._headers.get(name.lower())
+        return None if entry is None else entry[1]
+
+    def has(self, name: str) -> bool:
+        """Whether the header ``name`` is set."""
+        return name.lower() in self._headers
+
+    def remove(self, name: str) -> Response:
+        """Remove the header ``name``; returns ``self``."""
+        self._check_fresh("remove a header")
+        self._headers.pop(name.lower(), None)
+        return self
+
+    def header_items(self) -> list[tuple[str, str]]:
+        """The headers set so far as ``(name, value)`` lines."""
+        return self._lines()
+
+    def type(self, type_or_ext: str) -> Response:
+        """Set Content-Type from a MIME type or an extension (``"json"``, ``".html"``)."""
+        from evserve.negotiation import content_type_for
+
+        return self.set("Content-Type", content_type_for(type_or_ext))
+
+    content_type = type
+
+    def vary(self, field: str | list[str]) -> Response:
+        """Add ``field`` to the Vary header unless already there; returns ``self``."""
+        fields = field if isinstance(field, list) else [f.strip() for f in field.split(",")]
+        current = self.get("Vary")
+        existing = ", ".join(current) if isinstance(current, list) else (current or "")
+        names = [v.strip() for v in existing.split(",") if v.strip()]
+        if "*" in names:
+            return self
+        lower = {n.lower() for n in names}
+        for f in fields:
+            if not f:
+                continue
+            if f == "*":
+                names = ["*"]
+                break
+            if f.lower() not in lower:
+                names.append(f)
+                lower.add(f.lower())
+        if names:
+            self.set("Vary", ", ".join(names))
+        return self
+
+    def links(self, links: Mapping[str, str]) -> Response:
+        """Add a Link header from ``{rel: url}``; returns ``self``."""
+        value = ", ".join(f"<{url}>; rel=\"{rel}\"" for rel, url in links.items())
+        current = self.get("Link")
+        if current:
+            value = (", ".join(current) if isinstance(current, list) else current) + ", " + value
+        return self.set("Link", value)
+
+    def location(self, url: str) -> Response:
+        """Set Location; ``"back"`` means the Referer (or ``"/"``). Unsafe characters are
+        percent-encoded and existing escapes left alone."""
+        if url == "back":
+            url = self.req.get("referer") or "/"
+        return self.set("Location", encode_url(url))
+
+    def attachment(self, filename: str | None = None) -> Response:
+        """Set Content-Disposition to attachment (with ``filename``, whose extension sets the type)."""
+        from evserve.disposition import content_disposition
+
+        if filename:
+            self.type(_extension(filename) or "bin")
+        return self.set("Content-Disposition", content_disposition(filename))
+
+    # -- cookies ------------------------------------------------------------------------------------
+
+    def cookie(
+        self,
+        name: str,
+        value: Any,
+        *,
+        max_age: float | None = None,
+        expires: datetime | float | None = None,
+        path: str = "/",
+        domain: str | None = None,
+        secure: bool = False,
+        http_only: bool = False,
+        same_site: str | bool | None = None,
+        signed: bool = False,
+        partitioned: bool = False,
+    ) -> Response:
+        """Add a Set-Cookie header; returns ``self``.
+
+        ``max_age`` is seconds; ``expires`` a ``datetime`` or epoch seconds. A dict or list
+        value is stored as ``j:`` + JSON, as Express does. ``signed=True`` signs the value with
+        ``App(cookie_secret=...)`` and raises ``ValueError`` without one.
+        """
+        from evserve.cookies import serialize_cookie, sign_value
+
+        text = "j:" + _JSON_DUMPS(value) if isinstance(value, (dict, list)) else str(value)
+        if signed:
+            secret = self.req.app.settings.get("cookie_secret") if self.req.app is not None else None
+            if not secret:
+                raise ValueError("signed cookies need App(cookie_secret=...)")
+            if isinstance(secret, (list, tuple)):
+                secret = secret[0]
+            text = sign_value(text, secret)
+        header = serialize_cookie(
+            name, text, max_age=max_age, expires=expires, path=path, domain=domain,
+            secure=secure, http_only=http_only, same_site=same_site, partitioned=partitioned,
+        )
+        return self.append("Set-Cookie", header)
+
+    def clear_cookie(self, name: str, path: str = "/", **options: Any) -> Response:
+        """Expire the cookie ``name`` (same ``path``/``domain`` as when set); returns ``self``."""
+        options.pop("max_age", None)
+        options.pop("expires", None)
+        options.pop("signed", None)
+        return self.cookie(name, "", expires=0, path=path, **options)
+
+    # -- sending whole responses ----------------------------------------------------------------
+
+    def send(self, body: Any = None) -> None:
+        """Send a whole response.
+
+        ``str`` is sent as ``text/html; charset=utf-8``; ``bytes`` as
+        ``application/octet-stream``; a dict, list, number or bool as JSON; ``None`` as an empty
+        body. A Content-Type set earlier wins. Adds Content-Length and a weak ETag, and answers
+        304 when the request is fresh.
+
+        Raises:
+            ResponseStateError: a response was already sent.
+        """
+        if self._state != _FRESH:
+            raise ResponseStateError("cannot send: the response was already sent")
+        headers = self._headers
+        if isinstance(body, str):
+            data = body.encode("utf-8")
+            if "content-type" not in headers:
+                headers["content-type"] = ("Content-Type", "text/html; charset=utf-8")
+        elif isinstance(body, (bytes, bytearray, memoryview)):
+            data = bytes(body)
+            if "content-type" not in headers:
+                headers["content-type"] = ("Content-Type", "application/octet-stream")
+        elif body is None:
+            data = b""
+        elif isinstance(body, (dict, list, tuple, int, float, bool)):
+            self.json(body)
+            return
+        else:
+            raise TypeError(f"cannot send a {type(body).__name__}; pass str, bytes, dict, list or a number")
+        self._send_bytes(data, etag=True)
+
+    def json(self, obj: Any) -> None:
+        """Send ``obj`` as JSON (``application/json; charset=utf-8``)."""
+        if self._state != _FRESH:
+            raise ResponseStateError("cannot send: the response was already sent")
+        app = self.req.app
+        spaces = app.settings.get("json_spaces") if app is not None else None
+        if spaces:
+            data = _json.dumps(obj, ensure_ascii=False, indent=spaces, allow_nan=False).encode("utf-8")
+        else:
+            data = _JSON_DUMPS(obj).encode("utf-8")
+        if "content-type" not in self._headers:
+            self._headers["content-type"] = ("Content-Type", "application/json; charset=utf-8")
+        self._send_bytes(data, etag=True)
+
+    def send_status(self, code: int) -> None:
+        """Set the status and send its reason phrase as a text/plain body."""
+        self.status(code)
+        self.type("text/plain")
+        self.send(reason_phrase(code))
+
+    def redirect(self, url: str | int, status: int | str = 302) -> None:
+        """Redirect to ``url`` with ``status`` (302); ``redirect(301, url)`` also works.
+
+        The body is a short note in the format the client accepts (HTML or text).
+        """
+        if isinstance(url, int) and isinstance(status, str):
+            url, status = status, url
+        if not isinstance(url, str) or not isinstance(status, int):
+            raise TypeError("redirect(url, status=302) needs a str url and an int status")
+        self.location(url)
+        target = self.get("Location")
+        shown = target if isinstance(target, str) else url
+        self.status(status)
+        phrase = reason_phrase(status)
+        if self.req.accepts("text", "html") == "html":
+            safe = html.escape(shown)
+            self.type("html").send(f"<p>{phrase}. Redirecting to <a href=\"{safe}\">{safe}</a></p>")
+        else:
+            self.type("txt").send(f"{phrase}. Redirecting to {shown}")
+
+    def render(self, view: str, context: Mapping[str, Any] | None = None) -> None:
+        """Render ``view`` with the app's engine for its extension and send it as HTML."""
+        app = self.req.app
+        if app is None:
+            raise RuntimeError("render() needs an App")
+        merged = {**app.locals, **self.locals, **(context or {})}
+        text = app.render(view, merged)
+        if "content-type" not in self._headers:
+            self._headers["content-type"] = ("Content-Type", "text/html; charset=utf-8")
+        self.send(text)
+
+    def _send_bytes(self, data: bytes, *, etag: bool) -> None:
+        headers = self._headers
+        req = self.req
+        status = self.status_code
+        if etag and data and "etag" not in headers and self._etag_enabled():
+            headers["etag"] = ("ETag", weak_etag(data))
+        if 200 <= status < 300 and (req.method == "GET" or req.method == "HEAD"):
+            req_headers = req.headers
+            if ("if-none-match" in req_headers or "if-modified-since" in req_headers) and req.fresh:
+                status = self.status_code = 304
+        if status == 204 or status == 304:
+            for key in ("content-type", "content-length", "transfer-encoding"):
+                headers.pop(key, None)
+            data = b""
+        self._state = _DONE
+        conn = self._conn
+        if conn is not None:
+            conn.send_complete(self, status, self._lines(), data, self._reason)
+        self._finished()
+
+    def _etag_enabled(self) -> bool:
+        app = self.req.app
+        return app is None or app.settings.get("etag", True) is not False
+
+    def _lines(self) -> list[tuple[str, str]]:
+        lines: list[tuple[str, str]] = []
+        for key, (name, value) in self._headers.items():
+            if key in _FRAMING:
+                continue
+            if type(value) is str:
+                lines.append((name, value))
+            else:
+                lines.extend([(name, v) for v in value])
+        return lines
+
+    # -- streaming --------------------------------------------------------------------------------
+
+    def write(self, chunk: str | bytes) -> bool:
+        """Send part of the body, starting a streamed response (chunked on HTTP/1.1).
+
+        Returns False when unsent output is above the high-water mark: the caller should wait
+        for ``on_drain`` (or ``await res.drain()``) before writing more.
+        """
+        if self._state == _DONE:
+            raise ResponseStateError("cannot write: the response has ended")
+        data = chunk.encode("utf-8") if isinstance(chunk, str) else bytes(chunk)
+        if self._state == _FRESH:
+            self._start_stream()
+        conn = self._conn
+        if conn is None:
+            return True
+        conn.send_body(self, data, self._chunked)
+        return not conn.write_blocked()
+
+    def _start_stream(self, content_length: int | None = None) -> None:
+        headers = self._headers
+        if "content-type" not in headers:
+            headers["content-type"] = ("Content-Type", "text/html; charset=utf-8")
+        if content_length is None:
+            declared = headers.get("content-length")
+            if declared is not None and isinstance(declared[1], str) and declared[1].isdigit():
+                content_length = int(declared[1])
+        connection = headers.get("connection")
+        if connection is not None and "close" in str(connection[1]).lower() and self._conn is not None:
+            self._conn._keep_alive = False
+        self._state = _STREAMING
+        conn = self._conn
+        if conn is not None:
+            self._chunked = conn.send_head(self, self.status_code, self._lines(), content_length, self._reason)
+
+    def end(self, data: str | bytes | None = None) -> None:
+        """Finish the response, sending ``data`` last (a whole response if nothing was sent)."""
+        if self._state == _DONE:
+            raise ResponseStateError("cannot end: the response has already ended")
+        payload = b"" if data is None else data.encode("utf-8") if isinstance(data, str) else bytes(data)
+        if self._state == _FRESH:
+            self._state = _DONE
+            connection = self._headers.get("connection")
+            if connection is not None and "close" in str(connection[1]).lower() and self._conn is not None:
+                self._conn._keep_alive = False
+            status = self.status_code
+            if status == 204 or status == 304:
+                payload = b""
+            if self._conn is not None:
+                self._conn.send_complete(self, status, self._lines(), payload, self._reason)
+            self._finished()
+            return
+        conn = self._conn
+        self._state = _DONE
+        if conn is not None:
+            if payload:
+                conn.send_body(self, payload, self._chunked)
+            conn.send_end(self, self._chunked)
+        self._finished()
+
+    def flush_headers(self) -> None:
+        """Send the status line and headers now, streaming the body that follows."""
+        if self._state == _FRESH:
+            self._start_stream()
+
+    def on_drain(self, callback: Callable[[], object]) -> None:
+        """Call ``callback()`` once when unsent output falls below the low-water mark."""
+        conn = self._conn
+        if conn is None or self._state == _DONE or not conn.write_blocked():
+            callback()
+            return
+        if self._drain_waiters is None:
+            self._drain_waiters = []
+        self._drain_waiters.append(callback)
+
+    def drain(self) -> Any:
+        """An awaitable that resolves when it is fine to ``write`` again."""
+        from evserve.tasks import Future
+
+        future: Future[None] = Future()
+        self.on_drain(lambda: future.set_result(None))
+        return future
+
+    def stream(self, chunks: Iterable[bytes | str], *, on_error: Callable[[BaseException], object] | None = None) -> None:
+        """Send an iterable of chunks as the body, pulling the next one only when output drains.
+
+        Memory stays bounded by the high-water mark plus one chunk, whatever the size of the
+        whole. Ends the response when the iterable is exhausted.
+        """
+        iterator = iter(chunks)
+
+        def pump() -> None:
+            while self._state != _DONE:
+                try:
+                    chunk = next(iterator)
+                except StopIteration:
+                    if self._state != _DONE:
+                        self.end()
+                    return
+                except Exception as exc:
+                    if on_error is not None:
+                        on_error(exc)
+                    elif self._conn is not None:
+                        self._conn.abort()
+                    return
+                if not self.write(chunk):
+                    self.on_drain(pump)
+                    return
+
+        pump()
+
+    def _drained(self) -> None:
+        waiters = self._drain_waiters
+        if waiters:
+            self._drain_waiters = None
+            for callback in waiters:
+                callback()
+
+    # -- lifecycle hooks --------------------------------------------------------------------------
+
+    def on_finish(self, callback: Callable[[], object]) -> None:
+        """Call ``callback()`` once when the response is finished or the client goes away."""
+        if self._state == _DONE:
+            callback()
+            return
+        if self._finish_callbacks is None:
+            self._finish_callbacks = []
+        self._finish_callbacks.append(callback)
+
+    def _finished(self) -> None:
+        callbacks = self._finish_callbacks
+        if callbacks:
+            self._finish_callbacks = None
+            for callback in callbacks:
+                try:
+                    callback()
+                except Exception:
+                    import logging
+
+                    logging.getLogger("evserve").exception("error in a response finish callback")
+
+    def _connection_lost(self) -> None:
+        """The client went away before the response was complete."""
+        self.req.aborted = True
+        self._state = _DONE
+        self._drain_waiters = None
+        self._finished()
+
+    def _abandoned(self) -> None:
+        """The connection answered for us (an error page) and took the response back."""
+        self._state = _DONE
+        self._finished()
+
+    def __repr__(self) -> str:
+        return f"<Response {self.status_code} for {self.req.method} {self.req.original_url}>"
+
+
+def weak_etag(data: bytes) -> str:
+    """A weak validator from the body's length and a fast 72-bit BLAKE2 digest."""
+    digest = base64.urlsafe_b64encode(hashlib.blake2b(data, digest_size=9).digest()).decode("ascii")
+    return f'W/"{len(data):x}-{digest}"'
+
+
+def encode_url(url: str) -> str:
+    """Percent-encode what may not appear in a URL, leaving existing ``%XX`` escapes alone."""
+    if all(c in _URL_SAFE for c in url) and ("%" not in url or _all_escapes_valid(url)):
+        return url
+    out: list[str] = []
+    i = 0
+    n = len(url)
+    while i < n:
+        c = url[i]
+        if c == "%":
+            if _PERCENT_ESCAPE.match(url, i):
+                out.append(url[i : i + 3])
+                i += 3
+                continue
+            out.append("%25")
+        elif c in _URL_SAFE:
+            out.append(c)
+        else:
+            out.extend(f"%{b:02X}" for b in c.encode("utf-8", "surrogatepass"))
+        i += 1
+    return "".join(out)
+
+
+def _all_escapes_valid(url: str) -> bool:
+    return url.count("%") == len(_PERCENT_ESCAPE.findall(url))
+
+
+def _extension(filename: str) -> str:
+    base = filename.replace("\\", "/").rsplit("/", 1)[-1]
+    return base.rsplit(".", 1)[1] if "." in base.strip(".") else ""

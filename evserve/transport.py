@@ -1,0 +1,429 @@
+"""The socket transport: non-blocking reads and writes of one connection on the reactor.
+
+It implements ``connection.Transport``: a queue of ``memoryview`` slices and file segments sent
+without copying (files through ``os.sendfile`` where the OS allows it), registration for
+writability only while output is pending, and reading paused while the connection asks for it or
+while unsent output is above the high-water mark.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import selectors
+import socket
+import struct
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from evserve.connection import Connection
+    from evserve.reactor import Reactor
+
+__all__ = ["SocketTransport"]
+
+log = logging.getLogger("evserve.transport")
+
+EVENT_READ = selectors.EVENT_READ
+EVENT_WRITE = selectors.EVENT_WRITE
+RECV_SIZE = 65536
+FILE_CHUNK = 65536  # bytes read per step when sendfile is not available
+_CONNECTION_ERRORS = (ConnectionError, TimeoutError)
+_HAS_SENDFILE = hasattr(os, "sendfile")
+_LINGER_RESET = struct.pack("ii", 1, 0)  # close() sends RST: an abort, not a goodbye
+LINGER_TIME = 2.0  # seconds a closing socket keeps draining input so the peer sees our response
+LINGER_SIZE = 1 << 20  # most bytes discarded while lingering
+
+
+class _FileSegment:
+    __slots__ = ("count", "file", "offset")
+
+    def __init__(self, file: Any, offset: int, count: int) -> None:
+        self.file = file
+        self.offset = offset
+        self.count = count
+
+
+class SocketTransport:
+    """Moves one connection's bytes between its socket and its ``Connection``.
+
+    Args:
+        reactor: the reactor the socket is registered with.
+        sock: a connected, non-blocking stream socket.
+        high_water: unsent bytes above which reading pauses and writers are told to wait.
+        write_timeout: seconds the peer may leave output unread before the connection drops.
+    """
+
+    __slots__ = (
+        "_closing",
+        "_corked",
+        "_events",
+        "_fd",
+        "_out",
+        "_out_size",
+        "_paused",
+        "_reactor",
+        "_sock",
+        "_use_sendfile",
+        "conn",
+        "high_water",
+        "low_water",
+        "write_deadline",
+        "write_timeout",
+    )
+
+    def __init__(self, reactor: Reactor, sock: socket.socket, high_water: int, write_timeout: float) -> None:
+        self._reactor = reactor
+        self._sock: socket.socket | None = sock
+        self._fd = sock.fileno()
+        self.conn: Connection | None = None
+        self.high_water = high_water
+        self.low_water = high_water // 4
+        self.write_timeout = write_timeout
+        self.write_deadline = float("inf")
+        self._out: deque[memoryview | _FileSegment] = deque()
+        self._out_size = 0
+        self._corked: list[bytes] | None = None
+        self._paused = False
+        self._closing = False
+        self._use_sendfile = _HAS_SENDFILE
+        self._events = EVENT_READ
+        reactor._register(sock, EVENT_READ, self._on_event)
+
+    # -- reactor callback -----------------------------------------------------------------
+
+    def _on_event(self, mask: int) -> None:
+        if mask & EVENT_WRITE:
+            self._flush()
+            if self._sock is None:
+                return
+        if mask & EVENT_READ:
+            self._read()
+
+    def _read(self) -> None:
+        sock = self._sock
+        if sock is None:
+            return
+        try:
+            data = sock.recv(RECV_SIZE)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:
+            log.debug("recv failed: %s", exc)
+            self.abort()
+            return
+        conn = self.conn
+        if conn is None:
+            return
+        if not data:
+            self._set_events(self._events & ~EVENT_READ)  # EOF stays readable: stop watching
+            conn.eof_received()
+            return
+        # Cork: every response produced while handling these bytes leaves in one send().
+        corked: list[bytes] = []
+        self._corked = corked
+        try:
+            conn.data_received(data)
+        finally:
+            self._corked = None
+            if corked and self._sock is not None:
+                self._write_now(corked[0] if len(corked) == 1 else b"".join(corked))
+
+    # -- writing --------------------------------------------------------------------------
+
+    def write(self, data: bytes) -> None:
+        """Queue ``data`` for sending; tries to send at once when nothing is queued."""
+        if self._sock is None or self._closing or not data:
+            return
+        corked = self._corked
+        if corked is not None:
+            corked.append(data)
+            return
+        self._write_now(data)
+
+    def _write_now(self, data: bytes) -> None:
+        sock = self._sock
+        if sock is None:
+            return
+        if self._out:
+            self._out.append(memoryview(data))
+            self._out_size += len(data)
+            self._check_high_water()
+            return
+        try:
+            sent = sock.send(data)
+        except (BlockingIOError, InterruptedError):
+            sent = 0
+        except OSError as exc:
+            log.debug("send failed: %s", exc)
+            self.abort()
+            return
+        if sent < len(data):
+            self._out.append(memoryview(data)[sent:])
+            self._out_size += len(data) - sent
+            self._start_writing()
+            self._check_high_water()
+
+    def send_file(self, file: Any, offset: int, count: int) -> None:
+        """Queue ``count`` bytes of ``file`` from ``offset``; the file is closed when done."""
+        if self._sock is None or self._closing:
+            file.close()
+            return
+        corked = self._corked
+        if corked:
+            self._corked = []
+            self._write_now(b"".join(corked))
+            if self.is_closed:  # the send failed and aborted
+                file.close()
+                return
+        self._out.append(_FileSegment(file, offset, count))
+        self._flush()
+        if self._out:
+            self._start_writing()
+
+    def buffer_size(self) -> int:
+        """Bytes queued but not yet sent (file segments not counted)."""
+        corked = self._corked
+        if corked:
+            return self._out_size + sum(len(c) for c in corked)
+        return self._out_size
+
+    def _flush(self) -> None:
+        out = self._out
+        sock = self._sock
+        if sock is None:
+            return
+        progressed = False
+        while out:
+            item = out[0]
+            if type(item) is _FileSegment:
+                done = self._send_file_step(item)
+                if done is None:
+                    return  # aborted
+                progressed = progressed or done > 0
+                if item.count > 0:
+                    break
+                item.file.close()
+                out.popleft()
+                continue
+            try:
+                sent = sock.send(item)  # type: ignore[arg-type]
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError as exc:
+                log.debug("send failed: %s", exc)
+                self.abort()
+                return
+            if sent:
+                progressed = True
+                self._out_size -= sent
+            if sent < len(item):  # type: ignore[arg-type]
+                out[0] = item[sent:]  # type: ignore[index]
+                break
+            out.popleft()
+        if progressed:
+            self.write_deadline = self._reactor.time() + self.write_timeout
+        if not out:
+            self._stop_writing()
+            if self._closing:
+                self._finish_close()
+                return
+        if self._out_size <= self.low_water:
+            if self._paused is False and not self._events & EVENT_READ and not self._closing:
+                self._set_events(self._events | EVENT_READ)
+            if progressed and self.conn is not None:
+                self.conn.drained()
+
+    def _send_file_step(self, seg: _FileSegment) -> int | None:
+        """Send part of a file segment; returns bytes sent, or None if the transport aborted."""
+        if self._use_sendfile:
+            try:
+                in_fd = seg.file.fileno()
+            except (AttributeError, OSError, ValueError):  # io.UnsupportedOperation: no OS file
+                self._use_sendfile = False
+                return self._send_file_step(seg)
+            try:
+                sent = os.sendfile(self._fd, in_fd, seg.offset, min(seg.count, 1 << 20))
+            except (BlockingIOError, InterruptedError):
+                return 0
+            except OSError as exc:
+                if exc.errno in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOTSOCK):
+                    self._use_sendfile = False  # fall back to reads of bounded size
+                    return self._send_file_step(seg)
+                log.debug("sendfile failed: %s", exc)
+                self.abort()
+                return None
+            if sent == 0:  # the file is shorter than promised: the response cannot be completed
+                log.warning("file ended %d bytes early while sending", seg.count)
+                self.abort()
+                return None
+            seg.offset += sent
+            seg.count -= sent
+            return sent
+        try:
+            seg.file.seek(seg.offset)
+            chunk = seg.file.read(min(seg.count, FILE_CHUNK))
+        except (OSError, ValueError) as exc:
+            log.warning("reading a file to send failed: %s", exc)
+            self.abort()
+            return None
+        if not chunk:
+            log.warning("file ended %d bytes early while sending", seg.count)
+            self.abort()
+            return None
+        sock = self._sock
+        if sock is None:
+            return None
+        try:
+            sent = sock.send(chunk)
+        except (BlockingIOError, InterruptedError):
+            return 0
+        except OSError as exc:
+            log.debug("send failed: %s", exc)
+            self.abort()
+            return None
+        seg.offset += sent
+        seg.count -= sent
+        return sent
+
+    def _start_writing(self) -> None:
+        if not self._events & EVENT_WRITE:
+            self.write_deadline = self._reactor.time() + self.write_timeout
+            self._set_events(self._events | EVENT_WRITE)
+
+    def _stop_writing(self) -> None:
+        self.write_deadline = float("inf")
+        if self._events & EVENT_WRITE:
+            self._set_events(self._events & ~EVENT_WRITE)
+
+    def _check_high_water(self) -> None:
+        if self._out_size > self.high_water and self._events & EVENT_READ:
+            self._set_events(self._events & ~EVENT_READ)
+
+    def _set_events(self, events: int) -> None:
+        sock = self._sock
+        if events == self._events or sock is None:
+            return
+        old = self._events
+        self._events = events
+        if not events:
+            self._reactor._unregister(sock)
+        elif not old:
+            self._reactor._register(sock, events, self._on_event)
+        else:
+            self._reactor._modify(sock, events, self._on_event)
+
+    # -- flow control and closing ---------------------------------------------------------
+
+    def pause_reading(self) -> None:
+        """Stop reading from the socket until ``resume_reading``."""
+        self._paused = True
+        if self._events & EVENT_READ:
+            self._set_events(self._events & ~EVENT_READ)
+
+    def resume_reading(self) -> None:
+        """Read again (unless output is above the high-water mark or the peer sent EOF)."""
+        if not self._paused:
+            return
+        self._paused = False
+        if not self._closing and self._out_size <= self.high_water and self.conn is not None \
+                and not self.conn._peer_eof:
+            self._set_events(self._events | EVENT_READ)
+
+    def close(self) -> None:
+        """Close after everything queued has been sent."""
+        if self._sock is None or self._closing:
+            return
+        self._closing = True
+        corked = self._corked
+        if corked:
+            self._corked = []
+            self._write_now(b"".join(corked))
+            if self.is_closed:
+                return
+        if self._events & EVENT_READ:
+            self._set_events(self._events & ~EVENT_READ)
+        if not self._out:
+            self._finish_close()
+        else:
+            self._start_writing()
+
+    def _finish_close(self) -> None:
+        """Send FIN, then linger: drain what the peer still sends until it closes too.
+
+        Closing a socket with unread input makes the kernel send RST, which can destroy the
+        response in flight before the peer has read it (a 413 for a body still being uploaded,
+        a 400 for a pipelined request). So, like nginx's lingering close, we half-close, discard
+        input for a bounded time and size, then close.
+        """
+        sock = self._sock
+        if sock is None:
+            return
+        try:
+            sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            self._teardown()
+            return
+        conn, self.conn = self.conn, None
+        if conn is not None:
+            conn.connection_lost()  # the HTTP connection is over; only the socket lingers
+        self._out_size = LINGER_SIZE
+        self._set_events(EVENT_READ)
+        self._reactor._modify(sock, EVENT_READ, self._linger_read)
+        self._reactor.call_later(LINGER_TIME, self._teardown)
+
+    def _linger_read(self, mask: int) -> None:
+        sock = self._sock
+        if sock is None:
+            return
+        try:
+            data = sock.recv(RECV_SIZE)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data = b""
+        self._out_size -= len(data)
+        if not data or self._out_size <= 0:
+            self._teardown()
+
+    def abort(self) -> None:
+        """Close now, dropping queued output."""
+        sock = self._sock
+        if sock is None:
+            return
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RESET)
+        except OSError:
+            pass
+        self._teardown()
+
+    def _teardown(self) -> None:
+        sock = self._sock
+        if sock is None:
+            return
+        if self._events:
+            self._reactor._unregister(sock)
+            self._events = 0
+        self._sock = None
+        for item in self._out:
+            if type(item) is _FileSegment:
+                try:
+                    item.file.close()
+                except OSError:
+                    pass
+        self._out.clear()
+        self._out_size = 0
+        self.write_deadline = float("inf")
+        try:
+            sock.close()
+        except OSError:
+            pass
+        conn = self.conn
+        if conn is not None:
+            conn.connection_lost()
+
+    @property
+    def is_closed(self) -> bool:
+        """Whether the socket is closed."""
+        return self._sock is None
