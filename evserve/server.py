@@ -22,8 +22,12 @@ log = logging.getLogger("evserve")
 ACCEPTS_PER_WAKE = 64  # bounded, so a connection storm cannot starve established connections
 
 
-def bind_socket(host: str, port: int, backlog: int, *, reuse_port: bool = False) -> socket.socket:
+def bind_socket(
+    host: str, port: int, backlog: int, *, reuse_port: bool = False, listen: bool = True
+) -> socket.socket:
     """Create a non-blocking listening TCP socket on ``host:port`` (IPv4 or IPv6).
+
+    With ``listen=False`` the socket is only bound (it reserves the port for SO_REUSEPORT peers).
 
     Raises:
         OSError: the address cannot be resolved or bound (for example, the port is taken).
@@ -38,7 +42,8 @@ def bind_socket(host: str, port: int, backlog: int, *, reuse_port: bool = False)
         if reuse_port and hasattr(socket, "SO_REUSEPORT"):
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.bind(address)
-        sock.listen(backlog)
+        if listen:
+            sock.listen(backlog)
         sock.setblocking(False)
     except BaseException:
         sock.close()
