@@ -4,9 +4,36 @@ from __future__ import annotations
 
 import logging
 
+from evserve.app import App
+from evserve.config import Config
 from evserve.errors import EvserveError, HTTPError, ParseError, ResponseStateError
+from evserve.reactor import Reactor
+from evserve.request import Request
+from evserve.response import Response
+from evserve.router import Route, Router
+from evserve.server import Server, run_in_thread, serve
+from evserve.tasks import Future, sleep, to_thread
 
-__all__ = ["EvserveError", "HTTPError", "ParseError", "ResponseStateError", "__version__"]
+__all__ = [
+    "App",
+    "Config",
+    "EvserveError",
+    "Future",
+    "HTTPError",
+    "ParseError",
+    "Reactor",
+    "Request",
+    "Response",
+    "ResponseStateError",
+    "Route",
+    "Router",
+    "Server",
+    "__version__",
+    "run_in_thread",
+    "serve",
+    "sleep",
+    "to_thread",
+]
 
 __version__ = "0.1.0"
 

@@ -1,0 +1,224 @@
+"""The application: a Router with settings, views, the final handler, and ``listen``."""
+
+from __future__ import annotations
+
+import contextlib
+import html
+import logging
+import os
+import string
+from collections.abc import Callable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any
+
+from evserve.errors import HTTPError
+from evserve.router import Router
+from evserve.status import reason_phrase
+
+if TYPE_CHECKING:
+    from evserve.request import Request
+    from evserve.response import Response
+    from evserve.server import Server
+
+__all__ = ["App", "template_engine"]
+
+log = logging.getLogger("evserve")
+
+Engine = Callable[[str, Mapping[str, Any]], str]
+
+DEFAULT_SETTINGS: dict[str, Any] = {
+    "case_sensitive": False,
+    "strict": False,
+    "trust_proxy": False,
+    "cookie_secret": None,
+    "views": "views",
+    "query_parser": "extended",
+    "etag": True,
+    "json_spaces": None,
+    "env": "production",
+}
+
+
+def template_engine(path: str, context: Mapping[str, Any]) -> str:
+    """The built-in ``.html`` engine: ``string.Template`` with every value HTML-escaped.
+
+    ``$name`` and ``${name}`` are replaced; unknown placeholders are left as they are.
+    """
+    with open(path, encoding="utf-8") as f:
+        text = f.read()
+    escaped = {k: html.escape(str(v), quote=True) for k, v in context.items()}
+    return string.Template(text).safe_substitute(escaped)
+
+
+class App(Router):
+    """An Express-style application: a ``Router`` plus settings, views and a server.
+
+    Settings (SPEC section 8): ``case_sensitive=False``, ``strict=False``, ``trust_proxy=False``
+    (``True``, a hop count, or addresses/CIDRs), ``cookie_secret=None``, ``views="views"``,
+    ``query_parser="extended"`` (or ``"simple"``, ``False``, or a callable), ``etag=True``,
+    ``json_spaces=None``. Unknown keyword settings are kept in ``settings`` for the
+    application's own use. A sub-app mounted with ``use`` inherits the settings it was not given.
+    """
+
+    def __init__(self, **settings: Any) -> None:
+        merged = {**DEFAULT_SETTINGS, **settings}
+        super().__init__(case_sensitive=bool(merged["case_sensitive"]), strict=bool(merged["strict"]))
+        self.settings: dict[str, Any] = merged
+        self._explicit = set(settings)
+        self.locals: dict[str, Any] = {}
+        self.parent: App | None = None
+        self.mountpath: Any = "/"
+        self._engines: dict[str, Engine] = {".html": template_engine}
+        self.server: Server | None = None
+
+    # -- mounting ---------------------------------------------------------------------------------
+
+    def _mounted(self, parent: Router, path: Any) -> None:
+        self.mountpath = path
+        if isinstance(parent, App):
+            self.parent = parent
+            for key, value in parent.settings.items():
+                if key not in self._explicit:
+                    self.settings[key] = value
+
+    def _attach_server(self, server: Server) -> None:
+        self.server = server
+
+    # -- handling ---------------------------------------------------------------------------------
+
+    def __call__(self, req: Request, res: Response, next_: Callable[..., None] | None = None) -> None:
+        """Handle a request: ``app(req, res)`` at the top, ``app(req, res, next)`` when mounted."""
+        if next_ is None:
+            req.app = self
+            self.handle(req, res, _Final(self, req, res))
+        else:
+            self.handle(req, res, next_)
+
+    def handle(self, req: Request, res: Response, done: Callable[..., None]) -> None:
+        """Walk this app's stack; ``req.app`` is this app inside and restored when leaving."""
+        previous = req.app
+        if previous is self:
+            super().handle(req, res, done)
+            return
+        req.app = self
+
+        def leave(err: Any = None) -> None:
+            req.app = previous
+            done(err)
+
+        super().handle(req, res, leave)
+
+    # -- views ------------------------------------------------------------------------------------
+
+    def engine(self, ext: str, fn: Engine) -> App:
+        """Register ``fn(path, context) -> str`` to render views with extension ``ext``."""
+        if not callable(fn):
+            raise TypeError("an engine must be callable as fn(path, context) -> str")
+        key = ext if ext.startswith(".") else "." + ext
+        self._engines[key.lower()] = fn
+        return self
+
+    def render(self, view: str, context: Mapping[str, Any] | None = None) -> str:
+        """Render ``view`` (looked up under the ``views`` setting; ``.html`` added when it has no
+        extension) with the engine registered for its extension, and return the text.
+
+        Raises:
+            FileNotFoundError: no such view. ValueError: the view name leaves the views folder,
+            or no engine is registered for its extension.
+        """
+        root = os.path.abspath(str(self.settings.get("views") or "views"))
+        name = view if os.path.splitext(view)[1] else view + ".html"
+        path = os.path.abspath(os.path.join(root, name))
+        if os.path.commonpath([root, path]) != root:
+            raise ValueError(f"view {view!r} is outside the views folder")
+        ext = os.path.splitext(path)[1].lower()
+        engine = self._engines.get(ext)
+        if engine is None:
+            raise ValueError(f"no engine registered for {ext!r} views (use app.engine)")
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"view {view!r} not found in {root}")
+        return engine(path, {**self.locals, **(context or {})})
+
+    # -- serving ----------------------------------------------------------------------------------
+
+    def listen(self, port: int = 8080, host: str = "0.0.0.0", **config: Any) -> None:
+        """Serve this app until SIGINT/SIGTERM, then shut down gracefully (blocks)."""
+        from evserve.server import serve
+
+        serve(self, host, port, **config)
+
+    @contextlib.contextmanager
+    def run_in_thread(self, host: str = "127.0.0.1", port: int = 0, **config: Any) -> Iterator[Server]:
+        """A running server of this app on a background reactor thread, for a ``with`` block."""
+        from evserve.server import run_in_thread
+
+        with run_in_thread(self, host, port, **config) as server:
+            yield server
+
+    def __repr__(self) -> str:
+        return f"<App layers={len(self.stack)}>"
+
+
+class _Final:
+    """The end of the walk at the top-level app: 404, 204 OPTIONS, or the error page."""
+
+    __slots__ = ("app", "req", "res")
+
+    def __init__(self, app: App, req: Request, res: Response) -> None:
+        self.app = app
+        self.req = req
+        self.res = res
+
+    def __call__(self, err: Any = None) -> None:
+        req = self.req
+        res = self.res
+        if err == "router" or err == "route":
+            err = None
+        if err is None:
+            if res.headers_sent:
+                if not res.finished:
+                    res.end()
+                return
+            path = req.original_url.split("?", 1)[0]
+            _error_page(res, 404, f"Cannot {req.method} {path}")
+            return
+        status = getattr(err, "status", None)
+        if not isinstance(status, int) or isinstance(status, bool) or not 400 <= status <= 599:
+            status = 500
+        if status >= 500:
+            log.error("error on %s %s", req.method, req.original_url, exc_info=_exc_info(err))
+        else:
+            log.debug("%d on %s %s: %s", status, req.method, req.original_url, err)
+        if res.finished:
+            return
+        if res.headers_sent:
+            conn = req.connection
+            if conn is not None:
+                conn.abort()  # half a response is on the wire: the only honest end is to cut it
+            return
+        if isinstance(err, HTTPError):
+            message = err.message
+            for name, value in err.headers:
+                res.set(name, value)
+        else:
+            message = getattr(err, "message", None) or str(err) or reason_phrase(status)
+            extra = getattr(err, "headers", None)
+            if isinstance(extra, Mapping):
+                for name, value in extra.items():
+                    res.set(str(name), str(value))
+        _error_page(res, status, str(message) if status < 500 else reason_phrase(status))
+
+
+def _exc_info(err: Any) -> Any:
+    if isinstance(err, BaseException):
+        return (type(err), err, err.__traceback__)
+    return None
+
+
+def _error_page(res: Response, status: int, text: str) -> None:
+    for name in ("Content-Encoding", "Content-Language", "Content-Range", "Content-Disposition", "ETag",
+                 "Last-Modified"):
+        res.remove(name)
+    res.status_code = status
+    res.set("Content-Type", "text/plain; charset=utf-8")
+    res.set("X-Content-Type-Options", "nosniff")
+    res.send(text)
