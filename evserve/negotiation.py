@@ -1,0 +1,399 @@
+"""Content negotiation (Accept, Content-Type matching) and MIME type lookup by extension."""
+
+from __future__ import annotations
+
+import mimetypes
+import re
+from collections.abc import Sequence
+from functools import lru_cache
+from typing import NamedTuple
+
+__all__ = [
+    "accepts",
+    "accepts_list",
+    "content_type_for",
+    "is_type",
+    "mime_type",
+    "parse_content_type",
+]
+
+# The common types, so answers do not depend on the OS's mime.types (values as in mime-db).
+_BUILTIN_TYPES = {
+    "atom": "application/atom+xml",
+    "avif": "image/avif",
+    "bin": "application/octet-stream",
+    "bmp": "image/bmp",
+    "css": "text/css",
+    "csv": "text/csv",
+    "gif": "image/gif",
+    "gz": "application/gzip",
+    "htm": "text/html",
+    "html": "text/html",
+    "ico": "image/vnd.microsoft.icon",
+    "ics": "text/calendar",
+    "jpeg": "image/jpeg",
+    "jpg": "image/jpeg",
+    "js": "text/javascript",
+    "json": "application/json",
+    "jsonld": "application/ld+json",
+    "map": "application/json",
+    "md": "text/markdown",
+    "mjs": "text/javascript",
+    "mp3": "audio/mpeg",
+    "mp4": "video/mp4",
+    "ogg": "audio/ogg",
+    "otf": "font/otf",
+    "pdf": "application/pdf",
+    "png": "image/png",
+    "rss": "application/rss+xml",
+    "svg": "image/svg+xml",
+    "tar": "application/x-tar",
+    "text": "text/plain",
+    "ttf": "font/ttf",
+    "txt": "text/plain",
+    "wasm": "application/wasm",
+    "wav": "audio/wav",
+    "webm": "video/webm",
+    "webmanifest": "application/manifest+json",
+    "webp": "image/webp",
+    "woff": "font/woff",
+    "woff2": "font/woff2",
+    "xhtml": "application/xhtml+xml",
+    "xml": "application/xml",
+    "yaml": "application/yaml",
+    "yml": "application/yaml",
+    "zip": "application/zip",
+}
+_DEFAULT_TYPE = "application/octet-stream"
+# Types whose Content-Type gets "; charset=utf-8" besides text/* (Express res.type).
+_CHARSET_TYPES = frozenset({"application/json", "application/javascript"})
+_HAS_CHARSET = re.compile(r";\s*charset\s*=", re.IGNORECASE)
+# negotiator's simpleMediaTypeRegExp: type "/" subtype, then optional ";" parameters.
+_MEDIA_RANGE = re.compile(r"\s*([^\s/;]+)/([^;\s]+)\s*(?:;(.*))?", re.DOTALL)
+# A strict type/subtype (RFC 9110 section 8.3.1 tokens), for Content-Type in is_type.
+_MIME = re.compile(r"[!#$%&'*+.^_`|~0-9a-z-]+/[!#$%&'*+.^_`|~0-9a-z-]+")
+_Q_VALUE = re.compile(r"\s*([+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?)")
+_QUOTED_PAIR = re.compile(r"\\(.)", re.DOTALL)
+# Accept headers longer than this are parsed every time rather than cached.
+_CACHED_HEADER_SIZE = 1024
+
+_fallback_db: mimetypes.MimeTypes | None = None
+
+
+def _lookup(ext_or_type: str) -> str | None:
+    """Return the MIME type of an extension, ".ext" or file name, or ``None`` when unknown."""
+    ext = ext_or_type.rpartition(".")[2].strip().lower()
+    if not ext:
+        return None
+    found = _BUILTIN_TYPES.get(ext)
+    if found is not None:
+        return found
+    global _fallback_db
+    if _fallback_db is None:
+        # Python's own table only (no OS files are read into this instance), built on first need.
+        _fallback_db = mimetypes.MimeTypes()
+    return _fallback_db.types_map[True].get("." + ext) or _fallback_db.types_map[False].get(
+        "." + ext
+    )
+
+
+def mime_type(ext_or_type: str) -> str:
+    """Return the MIME type for an extension, like Express ``res.type`` without the charset.
+
+    Args:
+        ext_or_type: ``"json"``, ``".json"``, a file name (``"a.json"``), or a MIME type; a value
+            containing "/" is returned unchanged.
+
+    Returns:
+        For example ``"application/json"``, ``"text/html"``, ``"text/plain"`` (``"txt"``,
+        ``"text"``); ``"application/octet-stream"`` for anything unknown.
+    """
+    if "/" in ext_or_type:
+        return ext_or_type
+    return _lookup(ext_or_type) or _DEFAULT_TYPE
+
+
+def content_type_for(ext_or_type: str) -> str:
+    """Return a Content-Type value for an extension or MIME type, as Express ``res.type`` sets it.
+
+    Like :func:`mime_type`, adding ``"; charset=utf-8"`` to ``text/*``, ``application/json`` and
+    ``application/javascript`` unless the value already names a charset.
+
+    Args:
+        ext_or_type: an extension, a file name or a MIME type (possibly with parameters).
+
+    Returns:
+        For example ``"application/json; charset=utf-8"`` or ``"image/png"``.
+    """
+    value = mime_type(ext_or_type)
+    if _HAS_CHARSET.search(value):
+        return value
+    base = value.partition(";")[0].strip().lower()
+    if base.startswith("text/") or base in _CHARSET_TYPES:
+        return f"{value}; charset=utf-8"
+    return value
+
+
+def _split_unquoted(text: str, sep: str) -> list[str]:
+    """Split on ``sep`` except inside double quotes (negotiator's split, in linear time)."""
+    pieces = text.split(sep)
+    if '"' not in text:
+        return pieces
+    joined: list[str] = []
+    pending: list[str] = []
+    for piece in pieces:
+        pending.append(piece)
+        if piece.count('"') % 2:
+            if len(pending) > 1:  # this piece closes the quoted string the first one opened
+                joined.append(sep.join(pending))
+                pending = []
+        elif len(pending) == 1:
+            joined.append(piece)
+            pending = []
+    if pending:
+        joined.append(sep.join(pending))
+    return joined
+
+
+class _MediaRange(NamedTuple):
+    type: str
+    subtype: str
+    params: tuple[tuple[str, str], ...]
+    q: float
+    position: int
+
+
+def _parse_q(text: str) -> float:
+    """JavaScript ``parseFloat`` on a q-value: a leading number, else 0 (which excludes)."""
+    match = _Q_VALUE.match(text)
+    if match is None:
+        return 0.0
+    try:
+        return float(match.group(1))
+    except ValueError:
+        return 0.0
+
+
+def _parse_media_range(text: str, index: int) -> _MediaRange | None:
+    """negotiator ``parseMediaType``: lowercased type and subtype, params up to ``q``."""
+    match = _MEDIA_RANGE.fullmatch(text)
+    if match is None:
+        return None
+    q = 1.0
+    params: list[tuple[str, str]] = []
+    if match.group(3):
+        for item in _split_unquoted(match.group(3), ";"):
+            key, eq, value = item.strip().partition("=")
+            key = key.lower()
+            if len(value) >= 2 and value[0] == '"' and value[-1] == '"':
+                value = value[1:-1]
+            if key == "q":
+                q = _parse_q(value) if eq else 0.0
+                break  # what follows q are accept-extensions, not media type parameters
+            params.append((key, value))
+    return _MediaRange(match.group(1).lower(), match.group(2).lower(), tuple(params), q, index)
+
+
+def _parse_accept_uncached(header: str) -> tuple[_MediaRange, ...]:
+    ranges: list[_MediaRange] = []
+    for index, item in enumerate(_split_unquoted(header, ",")):
+        parsed = _parse_media_range(item.strip(), index)
+        if parsed is not None:
+            ranges.append(parsed)
+    return tuple(ranges)
+
+
+_parse_accept_cached = lru_cache(maxsize=256)(_parse_accept_uncached)
+
+
+def _parse_accept(header: str) -> tuple[_MediaRange, ...]:
+    if len(header) > _CACHED_HEADER_SIZE:
+        return _parse_accept_uncached(header)
+    return _parse_accept_cached(header)
+
+
+@lru_cache(maxsize=256)
+def _parse_offer(offer: str) -> _MediaRange | None:
+    """The media type an offer stands for (an extension is looked up), or ``None``."""
+    mime = offer if "/" in offer else _lookup(offer)
+    if mime is None:
+        return None
+    return _parse_media_range(mime, 0)
+
+
+def _specificity(offer: _MediaRange, spec: _MediaRange) -> int:
+    """negotiator ``specify``: 4 type, 2 subtype, 1 params matched exactly; -1 for no match.
+
+    A wildcard on either side matches without counting as specific, so an offer of
+    ``"text/*"`` answers ``Accept: text/html``, and ``Accept: */*`` ranks all offers alike.
+    """
+    s = 0
+    if spec.type == "*" or offer.type == "*":
+        pass
+    elif spec.type == offer.type:
+        s |= 4
+    else:
+        return -1
+    if spec.subtype == "*" or offer.subtype == "*":
+        pass
+    elif spec.subtype == offer.subtype:
+        s |= 2
+    else:
+        return -1
+    if spec.params:
+        offered = dict(offer.params)
+        for key, value in spec.params:
+            if value != "*" and value.lower() != offered.get(key, "").lower():
+                return -1
+        s |= 1
+    return s
+
+
+def accepts(accept_header: str | None, offers: Sequence[str]) -> str | None:
+    """Pick the offer the client prefers, like Express ``req.accepts`` (npm accepts/negotiator).
+
+    Offers are extensions (``"json"``, ``"html"``) or MIME types, wildcards allowed. Each offer
+    takes its most specific matching Accept entry; offers whose entry has q=0, or that match
+    nothing, are out. The winner has the highest q, then the most specific match (type, subtype,
+    parameters), then the entry that comes first in the header, then the earlier offer.
+
+    Args:
+        accept_header: the Accept header, or ``None`` when absent.
+        offers: what the handler can produce, in its own order of preference.
+
+    Returns:
+        The chosen offer exactly as given; the first offer when there is no (or an empty) Accept
+        header; ``None`` when nothing is acceptable or ``offers`` is empty. Never raises.
+    """
+    if not offers:
+        return None
+    if not accept_header:
+        return offers[0]
+    specs = _parse_accept(accept_header)
+    best: tuple[float, int, int, int] | None = None
+    chosen: str | None = None
+    for offer_index, offer in enumerate(offers):
+        parsed = _parse_offer(offer)
+        if parsed is None:
+            continue
+        # negotiator getMediaTypePriority: the most specific entry, then highest q, then latest.
+        s_best, q_best, o_best = -1, 0.0, -1
+        for spec in specs:
+            s = _specificity(parsed, spec)
+            if s < 0:
+                continue
+            if s > s_best or (s == s_best and spec.q >= q_best):
+                s_best, q_best, o_best = s, spec.q, spec.position
+        if s_best < 0 or not q_best > 0:
+            continue
+        rank = (-q_best, -s_best, o_best, offer_index)
+        if best is None or rank < best:
+            best, chosen = rank, offer
+    return chosen
+
+
+def accepts_list(accept_header: str | None) -> list[str]:
+    """Return the acceptable media types in the client's order of preference.
+
+    Sorted by q (highest first), then by position in the header; q=0 entries are left out.
+
+    Args:
+        accept_header: the Accept header, or ``None`` when absent (which means ``*/*``).
+
+    Returns:
+        Lowercased ``type/subtype`` strings without parameters: ``["*/*"]`` for ``None``, ``[]``
+        for an empty header. Never raises.
+    """
+    if accept_header is None:
+        return ["*/*"]
+    specs = [spec for spec in _parse_accept(accept_header) if spec.q > 0]
+    specs.sort(key=lambda spec: (-spec.q, spec.position))
+    return [f"{spec.type}/{spec.subtype}" for spec in specs]
+
+
+def _normalize_expected(kind: str) -> str | None:
+    """type-is ``normalize``: shorthands, "+suffix" and extensions to a bare MIME type."""
+    if kind == "urlencoded":
+        return "application/x-www-form-urlencoded"
+    if kind == "multipart":
+        return "multipart/*"
+    if kind.startswith("+"):
+        return "*/*" + kind.lower()
+    if "/" in kind:
+        return kind.partition(";")[0].strip().lower()
+    return _lookup(kind)
+
+
+def _mime_match(expected: str, actual: str) -> bool:
+    """type-is ``mimeMatch``: wildcards ``*/*``, ``text/*`` and suffixes ``application/*+json``."""
+    exp_type, sep, exp_sub = expected.partition("/")
+    if not sep or "/" in exp_sub:
+        return False
+    act_type, _, act_sub = actual.partition("/")
+    if exp_type != "*" and exp_type != act_type:
+        return False
+    if exp_sub.startswith("*+"):
+        suffix = exp_sub[1:]
+        return len(act_sub) >= len(suffix) and act_sub.endswith(suffix)
+    return exp_sub in ("*", act_sub)
+
+
+def is_type(content_type: str | None, types: Sequence[str]) -> str | None:
+    """Match a Content-Type against types, like Express ``req.is`` (npm type-is).
+
+    Parameters are ignored on both sides and comparison ignores case. A type may be an extension
+    (``"json"``, ``"html"``), ``"urlencoded"`` (application/x-www-form-urlencoded),
+    ``"multipart"`` (multipart/*), a suffix (``"+json"``), a MIME type, or a wildcard
+    (``"*/*"``, ``"text/*"``, ``"application/*+json"``).
+
+    Args:
+        content_type: the request's Content-Type header, or ``None``.
+        types: the candidates, tried in order.
+
+    Returns:
+        The first matching candidate exactly as given (also for wildcards, unlike type-is, which
+        returns the actual type for them); with no candidates, the request's bare lowercased
+        MIME type (Express ``req.is()``); ``None`` when there is no valid Content-Type or no
+        match. Never raises.
+    """
+    if not content_type:
+        return None
+    actual = content_type.partition(";")[0].strip().lower()
+    if not _MIME.fullmatch(actual):
+        return None
+    if not types:
+        return actual
+    for kind in types:
+        expected = _normalize_expected(kind)
+        if expected is not None and _mime_match(expected, actual):
+            return kind
+    return None
+
+
+def parse_content_type(value: str | None) -> tuple[str, dict[str, str]]:
+    """Split a Content-Type (or similar) header into its MIME type and parameters, leniently.
+
+    Args:
+        value: the header value, or ``None``.
+
+    Returns:
+        ``(mime, params)``: the part before the first ";" stripped and lowercased (``""`` when
+        absent), and parameter names lowercased to values, quoted strings unquoted (backslash
+        escapes resolved). Malformed parameters are skipped; the first of a repeated name wins.
+        Never raises.
+    """
+    if not value:
+        return "", {}
+    pieces = _split_unquoted(value, ";")
+    mime = pieces[0].strip().lower()
+    params: dict[str, str] = {}
+    for piece in pieces[1:]:
+        key, eq, raw = piece.partition("=")
+        key = key.strip().lower()
+        if not eq or not key or key in params:
+            continue
+        raw = raw.strip()
+        if len(raw) >= 2 and raw[0] == '"' and raw[-1] == '"':
+            raw = _QUOTED_PAIR.sub(r"\1", raw[1:-1])
+        params[key] = raw
+    return mime, params

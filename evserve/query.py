@@ -1,0 +1,332 @@
+"""Query-string parsing: Express's "extended" parser (npm qs semantics) and its "simple" one."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+__all__ = ["parse_query", "parse_simple"]
+
+# qs turns "%5B"/"%5D" into brackets before anything else, so encoded brackets nest too.
+_BRACKET_ESCAPE = re.compile(r"%5[bBdD]")
+# A run of well-formed percent-escapes, decoded together so multi-byte UTF-8 holds together.
+_ESCAPE_RUN = re.compile(r"(?:%[0-9A-Fa-f]{2})+")
+# One bracket segment: "[" then anything but brackets then "]" (qs: /(\[[^[\]]*])/).
+_SEGMENT = re.compile(r"\[[^\[\]]*\]")
+# A canonical non-negative decimal (qs: String(parseInt(x)) === x); bounded so int() stays cheap.
+_INDEX = re.compile(r"0|[1-9][0-9]{0,17}")
+# The deepest bracket nesting honoured whatever ``depth`` says: keeps the merge's recursion small.
+_MAX_DEPTH = 100
+
+
+def _bracket(match: re.Match[str]) -> str:
+    return "[" if match.group()[2] in "bB" else "]"
+
+
+def _unescape_run(match: re.Match[str]) -> str:
+    return bytes.fromhex(match.group().replace("%", "")).decode("utf-8", "replace")
+
+
+def _decode(text: str) -> str:
+    """Decode one key or value: "+" is a space, then UTF-8 percent-escapes (never raises).
+
+    Malformed escapes ("%zz", a lone "%") stay as they are, escape by escape, and invalid UTF-8
+    becomes U+FFFD.
+    """
+    if "+" in text:
+        text = text.replace("+", " ")
+    if "%" in text:
+        text = _ESCAPE_RUN.sub(_unescape_run, text)
+    return text
+
+
+def _split_pair(part: str) -> tuple[str, str]:
+    """Split ``key=value`` the qs way: a "]=" wins over the first "=", so ``a[=]=1`` works."""
+    pos = part.find("]=")
+    pos = part.find("=") if pos < 0 else pos + 1
+    if pos < 0:
+        return part, ""
+    return part[:pos], part[pos + 1 :]
+
+
+def _pairs(qs: str, parameter_limit: int) -> list[str]:
+    """Return at most ``parameter_limit`` "&"-separated pieces (empty ones count, as in qs)."""
+    parts = qs.split("&", parameter_limit)
+    if len(parts) > parameter_limit:
+        del parts[parameter_limit:]
+    return parts
+
+
+class _Arr:
+    """A JavaScript-style sparse array while parsing: explicit indices, holes compacted at the end."""
+
+    __slots__ = ("items", "length", "ordered")
+
+    def __init__(self) -> None:
+        self.items: dict[int, Any] = {}
+        self.length = 0
+        self.ordered = True
+
+    def set(self, index: int, value: Any) -> None:
+        if index >= self.length:
+            self.length = index + 1
+        elif index not in self.items:
+            self.ordered = False
+        self.items[index] = value
+
+    def push(self, value: Any) -> None:
+        self.items[self.length] = value
+        self.length += 1
+
+    def entries(self) -> list[tuple[int, Any]]:
+        """Return ``(index, value)`` pairs in index order."""
+        if self.ordered:
+            return list(self.items.items())
+        return sorted(self.items.items(), key=_first)
+
+    def to_dict(self) -> dict[str, Any]:
+        """qs ``arrayToObject``: the same values under their index as a string key."""
+        return {str(i): v for i, v in self.entries()}
+
+
+def _first(entry: tuple[int, Any]) -> int:
+    return entry[0]
+
+
+def _group(parts: list[str], cap: int) -> dict[str, str | list[str]]:
+    """qs ``parseValues``: decode each pair and gather repeated raw keys into capped lists."""
+    grouped: dict[str, str | list[str]] = {}
+    for part in parts:
+        if not part:
+            continue
+        raw_key, raw_value = _split_pair(part)
+        key = _decode(raw_key)
+        if not key:
+            continue
+        value = _decode(raw_value) if raw_value else ""
+        old = grouped.get(key)
+        if old is None:
+            grouped[key] = value
+        elif isinstance(old, list):
+            if len(old) < cap:
+                old.append(value)
+        elif cap >= 2:
+            grouped[key] = [old, value]
+    return grouped
+
+
+def _chain(key: str, depth: int) -> list[str]:
+    """qs ``parseKeys``: split ``a[b][c]`` into ``["a", "[b]", "[c]"]``.
+
+    After ``depth`` bracket segments, the rest of the key (from the next segment on) becomes one
+    last segment, wrapped in brackets so that its cleaned text keeps its own brackets.
+    """
+    first = _SEGMENT.search(key) if depth > 0 else None
+    if first is None:
+        return [key]
+    chain: list[str] = []
+    start = first.start()
+    if start:
+        chain.append(key[:start])
+    for count, match in enumerate(_SEGMENT.finditer(key, start)):
+        if count == depth:
+            chain.append("[" + key[match.start() :] + "]")
+            break
+        chain.append(match.group())
+    return chain
+
+
+def _build(chain: list[str], value: str | list[str], array_limit: int) -> Any:
+    """qs ``parseObject``: the one-path structure ``chain`` describes, with ``value`` at its end."""
+    leaf: Any
+    if isinstance(value, list):
+        leaf = _Arr()
+        for item in value:
+            leaf.push(item)
+    else:
+        leaf = value
+    for root in reversed(chain):
+        if root == "[]":
+            if not isinstance(leaf, _Arr):
+                arr = _Arr()
+                arr.push(leaf)
+                leaf = arr
+            continue
+        if len(root) >= 2 and root[0] == "[" and root[-1] == "]":
+            clean = root[1:-1]
+            if _INDEX.fullmatch(clean) and int(clean) <= array_limit:
+                arr = _Arr()
+                arr.set(int(clean), leaf)
+                leaf = arr
+                continue
+        else:
+            clean = root
+        leaf = {clean: leaf}
+    return leaf
+
+
+def _merge(target: Any, source: Any, cap: int) -> Any:
+    """qs ``utils.merge`` with every list kept to ``cap`` items; returns the merged target.
+
+    Recursion follows ``source``, whose depth is bounded by the key chain (at most
+    ``_MAX_DEPTH + 3`` levels).
+    """
+    if not isinstance(source, dict | _Arr):
+        if isinstance(target, _Arr):
+            if len(target.items) < cap:
+                target.push(source)
+            return target
+        if isinstance(target, dict):
+            # qs: a primitive merged into an object becomes a key set to true. An empty value
+            # adds nothing, and an existing key is never overwritten.
+            if source and source not in target:
+                target[source] = True
+            return target
+        if cap < 2:
+            return target
+        arr = _Arr()
+        arr.push(target)
+        arr.push(source)
+        return arr
+    if not isinstance(target, dict | _Arr):
+        # qs: [target].concat(source), holes kept (and compacted at the end).
+        if cap < 2:
+            return target
+        arr = _Arr()
+        arr.push(target)
+        if isinstance(source, _Arr):
+            for index, item in source.entries():
+                if len(arr.items) >= cap:
+                    break
+                arr.set(index + 1, item)
+        else:
+            arr.push(source)
+        return arr
+    if isinstance(target, _Arr):
+        if isinstance(source, _Arr):
+            for index, item in source.entries():
+                if index in target.items:
+                    current = target.items[index]
+                    if isinstance(current, dict | _Arr) and isinstance(item, dict | _Arr):
+                        target.items[index] = _merge(current, item, cap)
+                    elif len(target.items) < cap:
+                        target.push(item)
+                elif len(target.items) < cap:
+                    target.set(index, item)
+            return target
+        target = target.to_dict()
+    pairs = source.items() if isinstance(source, dict) else _string_keys(source)
+    for key, value in pairs:
+        if key in target:
+            target[key] = _merge(target[key], value, cap)
+        else:
+            target[key] = value
+    return target
+
+
+def _string_keys(arr: _Arr) -> list[tuple[str, Any]]:
+    return [(str(i), v) for i, v in arr.entries()]
+
+
+def _finalize(result: dict[str, Any]) -> dict[str, Any]:
+    """Turn every sparse array into a compact ``list``, iteratively (no recursion)."""
+    stack: list[dict[str, Any] | list[Any]] = [result]
+    while stack:
+        node = stack.pop()
+        slots: Any = node.items() if isinstance(node, dict) else enumerate(node)
+        for slot, value in list(slots):
+            if isinstance(value, _Arr):
+                value = [v for _, v in value.entries()]
+                node[slot] = value
+            if isinstance(value, dict | list):
+                stack.append(value)
+    return result
+
+
+def parse_query(
+    qs: str,
+    *,
+    depth: int = 5,
+    parameter_limit: int = 1000,
+    array_limit: int = 100,
+) -> dict[str, Any]:
+    """Parse a query string (or urlencoded body) like Express's "extended" parser, npm ``qs``.
+
+    Pairs are separated by "&", "+" is a space and percent-escapes are UTF-8 (malformed escapes
+    are kept literally, invalid UTF-8 becomes U+FFFD). A pair without "=" has the value ``""``;
+    an empty key is skipped. ``a[b]=1`` gives ``{"a": {"b": "1"}}``; ``a[]=1&a[]=2``, ``a=1&a=2``
+    and ``a[0]=1&a[1]=2`` give lists. Conflicting shapes merge as in qs: a value then an object
+    (``a=1&a[b]=2``) gives ``["1", {"b": "2"}]``; an object then a value (``a[b]=2&a=1``) adds
+    the value as a key set to ``True`` (``{"b": "2", "1": True}``, never overwriting a key); a
+    list then an object turns the list into a dict keyed ``"0"``, ``"1"``...
+
+    Bounds (past them the extra is ignored, never an error):
+
+    * ``depth``: bracket segments after the top-level key; the rest of the key, brackets
+      included, becomes the last key's text (``a[b][c]`` with depth 1 is
+      ``{"a": {"b": {"[c]": ...}}}``). Values above 100 count as 100; 0 disables nesting.
+    * ``parameter_limit``: "&"-separated pieces read (empty pieces count, as in qs).
+    * ``array_limit``: an explicit index ``[n]`` makes a list only when ``n <= array_limit``
+      (else a dict with the key ``"n"``); no list ever holds more than ``array_limit`` items
+      (at least 1), further items being dropped.
+
+    Args:
+        qs: the query string, without its leading "?".
+        depth: the deepest bracket nesting honoured.
+        parameter_limit: how many pairs are read at most.
+        array_limit: the largest list index and the most items a list holds.
+
+    Returns:
+        A new dict of ``str`` keys whose values are ``str``, ``list``, ``dict`` (or ``True``
+        for a value merged into an object). Never raises for any ``str``; the work and the
+        output are linear in the input.
+    """
+    if not qs or parameter_limit < 1:
+        return {}
+    if "%" in qs:
+        qs = _BRACKET_ESCAPE.sub(_bracket, qs)
+    cap = max(array_limit, 1)
+    grouped = _group(_pairs(qs, parameter_limit), cap)
+    if "[" not in qs:
+        # Fast path: no brackets, so every key is its own path and nothing needs merging.
+        return dict(grouped)
+    depth = min(depth, _MAX_DEPTH)
+    result: dict[str, Any] = {}
+    for key, value in grouped.items():
+        source = _build(_chain(key, depth), value, array_limit)
+        result = _merge(result, source, cap)
+    return _finalize(result)
+
+
+def parse_simple(qs: str, *, parameter_limit: int = 1000) -> dict[str, str | list[str]]:
+    """Parse a query string like Express's "simple" parser, Node's ``querystring.parse``.
+
+    No nesting: brackets are ordinary characters. "+" is a space, percent-escapes decode as in
+    :func:`parse_query`; a repeated key gives a list in order of appearance; a pair without "="
+    has the value ``""``; an empty piece between two "&" is skipped, but ``=1`` keeps its empty
+    key (as Node does).
+
+    Args:
+        qs: the query string, without its leading "?".
+        parameter_limit: how many "&"-separated pieces are read at most (Node's ``maxKeys``).
+
+    Returns:
+        A new dict. Never raises for any ``str``.
+    """
+    result: dict[str, str | list[str]] = {}
+    if not qs or parameter_limit < 1:
+        return result
+    for part in _pairs(qs, parameter_limit):
+        if not part:
+            continue
+        raw_key, _, raw_value = part.partition("=")
+        key = _decode(raw_key)
+        value = _decode(raw_value)
+        old = result.get(key)
+        if old is None:
+            result[key] = value
+        elif isinstance(old, list):
+            old.append(value)
+        else:
+            result[key] = [old, value]
+    return result
