@@ -1,0 +1,489 @@
+"""Body parsers: middleware that turns ``req.raw_body`` into ``req.body`` by Content-Type.
+
+``json()``, ``urlencoded()``, ``text()`` and ``raw()`` follow Express's body-parser (SPEC sections
+5 and 8). The server has already read the whole body (bounded by ``max_body_size``), so a parser
+only decides whether the request is its business, then inflates, decodes and parses.
+
+Each parser, in order:
+
+1. leaves the request alone when ``req.body`` is already set (another parser ran), when the
+   request has no body at all (neither Content-Length nor Transfer-Encoding, as Express 5), or
+   when its Content-Type does not match the parser's ``type`` option (``req.body`` stays
+   ``None``);
+2. checks the charset (415 ``unsupported charset "..."``);
+3. inflates ``gzip``/``deflate`` Content-Encoding incrementally, stopping as soon as the inflated
+   size passes ``limit`` (413; a zip bomb costs at most ``limit`` bytes of work), and answers
+   415 for any other encoding;
+4. answers 413 when the (inflated) body is larger than ``limit``;
+5. parses: an empty body gives ``{}`` (json, urlencoded), ``""`` (text) or ``b""`` (raw);
+   malformed input gives 400 with a short reason.
+
+Failures are ``HTTPError``s passed to ``next(err)``; on success ``req.body`` is set and
+``next()`` called.
+"""
+
+from __future__ import annotations
+
+import codecs
+import json as _json
+import re
+import zlib
+from collections.abc import Callable, Sequence
+from functools import lru_cache
+from itertools import accumulate
+from typing import TYPE_CHECKING, Any
+
+from evserve.errors import HTTPError
+from evserve.negotiation import is_type, parse_content_type
+from evserve.query import parse_query, parse_simple
+
+if TYPE_CHECKING:
+    from evserve.request import Request
+    from evserve.response import Response
+
+__all__ = ["json", "parse_limit", "raw", "text", "urlencoded"]
+
+Next = Callable[..., None]
+Middleware = Callable[["Request", "Response", Next], None]
+TypeOption = str | Sequence[str] | Callable[["Request"], Any]
+LimitOption = int | str
+
+# JSON nested deeper than this is refused with 400 before json.loads sees it (SPEC section 8).
+MAX_JSON_DEPTH = 100
+
+_LIMIT = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([kmgtp]?b)?\s*", re.IGNORECASE)
+_UNITS = {"b": 1, "kb": 1 << 10, "mb": 1 << 20, "gb": 1 << 30, "tb": 1 << 40, "pb": 1 << 50}
+
+_GZIP_WBITS = 16 + zlib.MAX_WBITS
+_ENCODINGS = frozenset({"gzip", "x-gzip", "deflate"})
+
+# The depth scan keeps only brackets (curly ones made square) and quotes: one C-level pass.
+_SQUARE = bytes.maketrans(b"{}", b"[]")
+_NOT_STRUCTURE = bytes(b for b in range(256) if b not in b'[]{}"')
+_BRACKET_DELTA = [0] * 256
+_BRACKET_DELTA[ord("[")] = 1
+_BRACKET_DELTA[ord("]")] = -1
+_PEAK_PASSES = 4
+_JSON_WHITESPACE = " \t\n\r"
+
+_TOO_LARGE = "request entity too large"
+
+
+# -- options ----------------------------------------------------------------------------------
+
+
+def parse_limit(limit: LimitOption) -> int:
+    """Return a body size limit in bytes.
+
+    Args:
+        limit: an int (bytes), or a string of a number and an optional unit, ``b``, ``kb``,
+            ``mb``, ``gb`` (case-insensitive, 1024-based): ``"100kb"``, ``"1mb"``, ``"1.5MB"``.
+
+    Raises:
+        TypeError: ``limit`` is neither an int nor a str.
+        ValueError: a negative int or a string in another form.
+    """
+    if isinstance(limit, bool) or not isinstance(limit, (int, str)):
+        raise TypeError(f"limit must be an int or a str like '100kb', not {type(limit).__name__}")
+    if isinstance(limit, int):
+        if limit < 0:
+            raise ValueError(f"limit must not be negative: {limit}")
+        return limit
+    match = _LIMIT.fullmatch(limit)
+    if match is None:
+        raise ValueError(f"invalid limit {limit!r}: use an int (bytes) or a string like '100kb'")
+    return int(float(match.group(1)) * _UNITS[(match.group(2) or "b").lower()])
+
+
+def _type_matcher(kind: TypeOption) -> Callable[[Request], bool]:
+    """Build the Content-Type test for a parser's ``type`` option."""
+    if callable(kind):
+        test = kind
+
+        def match_callable(req: Request) -> bool:
+            return bool(test(req))
+
+        return match_callable
+    types = [kind] if isinstance(kind, str) else list(kind)
+    if not types or not all(isinstance(t, str) for t in types):
+        raise TypeError("type must be a str, a non-empty list of str, or a callable(req) -> bool")
+
+    def match(req: Request) -> bool:
+        return is_type(req.headers.get("content-type"), types) is not None
+
+    return match
+
+
+@lru_cache(maxsize=64)
+def _codec(charset: str) -> str | None:
+    """Python's name for a text codec (``"utf-8"`` for ``"UTF8"``), or None when unknown."""
+    try:
+        # LookupError for unknown names and for bytes-to-bytes codecs (an empty input would not
+        # even look the codec up).
+        b"x".decode(charset, "replace")
+        return codecs.lookup(charset).name
+    except (LookupError, ValueError):  # ValueError: an embedded NUL in the name
+        return None
+
+
+def _check_charset(name: str, option: str) -> str:
+    codec = _codec(name.lower())
+    if codec is None:
+        raise ValueError(f"unknown {option} {name!r}")
+    return codec
+
+
+# -- reading the body ---------------------------------------------------------------------------
+
+
+def _has_body(req: Request) -> bool:
+    """type-is ``hasBody``: a body was announced, even an empty one (``Content-Length: 0``)."""
+    if req.raw_body:
+        return True
+    headers = req.headers
+    return "transfer-encoding" in headers or "content-length" in headers
+
+
+def _charset(req: Request) -> str | None:
+    """The Content-Type's charset parameter, lowercased, or None."""
+    content_type = req.headers.get("content-type")
+    if not content_type or ";" not in content_type:
+        return None
+    return parse_content_type(content_type)[1].get("charset", "").lower() or None
+
+
+def _unsupported_charset(charset: str) -> HTTPError:
+    return HTTPError(415, f'unsupported charset "{charset[:64]}"')
+
+
+def _read(req: Request, limit: int, inflate: bool) -> bytes:
+    """The body with its Content-Encoding undone, at most ``limit`` bytes.
+
+    Raises:
+        HTTPError: 415 for an encoding other than gzip/deflate/identity (or any encoding when
+            ``inflate`` is off), 413 over the limit, 400 for a corrupt compressed body.
+    """
+    data = req.raw_body
+    encoding = req.headers.get("content-encoding")
+    if encoding is not None:
+        encoding = encoding.strip().lower()
+        if encoding and encoding != "identity":
+            if not inflate:
+                raise HTTPError(415, "content encoding unsupported")
+            if encoding not in _ENCODINGS:
+                raise HTTPError(415, f'unsupported content encoding "{encoding[:64]}"')
+            if data:
+                return _inflate(data, encoding, limit)
+    if len(data) > limit:
+        raise HTTPError(413, _TOO_LARGE)
+    return data
+
+
+def _looks_like_zlib(data: bytes) -> bool:
+    """Whether ``data`` starts with a zlib header (RFC 1950 section 2.2), not raw deflate."""
+    return len(data) >= 2 and data[0] & 0x0F == 8 and (data[0] << 8 | data[1]) % 31 == 0
+
+
+def _inflate(data: bytes, encoding: str, limit: int) -> bytes:
+    """Decompress ``data``, never producing more than ``limit + 1`` bytes (zip-bomb safe).
+
+    ``deflate`` accepts the zlib format (RFC 9110 section 8.4.1.2) and, as browsers do, raw
+    deflate. Concatenated gzip members are inflated one after another, as gunzip does.
+    """
+    if encoding == "deflate":
+        wbits = zlib.MAX_WBITS if _looks_like_zlib(data) else -zlib.MAX_WBITS
+    else:
+        wbits = _GZIP_WBITS
+    decompressor = zlib.decompressobj(wbits)
+    parts: list[bytes] = []
+    size = 0
+    pending = data
+    try:
+        while True:
+            # max_length bounds the output of this call; the rest of the input waits in
+            # unconsumed_tail, so the work done is proportional to the output allowed.
+            piece = decompressor.decompress(pending, limit - size + 1)
+            size += len(piece)
+            if size > limit:
+                raise HTTPError(413, _TOO_LARGE)
+            if piece:
+                parts.append(piece)
+            pending = decompressor.unconsumed_tail
+            if decompressor.eof:
+                rest = decompressor.unused_data
+                if wbits != _GZIP_WBITS or not rest:
+                    break
+                decompressor = zlib.decompressobj(wbits)  # the next gzip member
+                pending = rest
+            elif not pending and not piece:
+                raise HTTPError(400, f"invalid {encoding} body: unexpected end of data")
+    except zlib.error as exc:
+        reason = str(exc).rpartition(": ")[2] or "corrupt data"
+        raise HTTPError(400, f"invalid {encoding} body: {reason}") from None
+    return b"".join(parts)
+
+
+# -- JSON ------------------------------------------------------------------------------------------
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _max_depth(skeleton: bytes) -> int:
+    return max(accumulate(map(_BRACKET_DELTA.__getitem__, skeleton), initial=0))
+
+
+def _json_too_deep(data: bytes, limit: int) -> bool:
+    """Whether UTF-8 JSON ``data`` nests arrays and objects deeper than ``limit``.
+
+    Brackets inside strings do not count; mismatched brackets count as if they matched (the
+    parser rejects those later, but must not recurse first). Linear time in C-level passes:
+
+    1. escaped backslashes, then escaped quotes, are removed, so the quotes left delimit strings
+       (bracket and quote bytes never occur inside a multi-byte UTF-8 sequence);
+    2. every byte but brackets and quotes is deleted, ``{}`` becoming ``[]``;
+    3. strings are cut out: adjacent quote pairs hold no bracket and go first (removing two
+       neighbouring quotes keeps the others' parity), then the rest is split on quotes;
+    4. a few passes remove the innermost pairs ``[]``: each removed pair leaves the depth of the
+       others unchanged and was at most one level above them, so after ``p`` passes the true
+       depth lies within ``[d, d + p]`` of the remainder's depth ``d``. Only when that is not
+       enough to decide is the whole skeleton accumulated.
+    """
+    if b"\\" in data:
+        data = data.replace(b"\\\\", b"").replace(b'\\"', b"")
+    skeleton = data.translate(_SQUARE, _NOT_STRUCTURE)
+    if b'"' in skeleton:
+        skeleton = skeleton.replace(b'""', b"")
+        if b'"' in skeleton:
+            skeleton = b"".join(skeleton.split(b'"')[::2])
+    whole = skeleton
+    passes = 0
+    while passes < _PEAK_PASSES:
+        reduced = skeleton.replace(b"[]", b"")
+        if len(reduced) == len(skeleton):
+            break
+        skeleton = reduced
+        passes += 1
+    depth = _max_depth(skeleton)
+    if depth > limit:
+        return True
+    if depth + passes <= limit:
+        return False
+    return _max_depth(whole) > limit
+
+
+def _json_codec(charset: str | None) -> str:
+    """The codec for a JSON body's charset; RFC 8259 JSON is UTF-8, Express takes any UTF.
+
+    Raises:
+        HTTPError: 415 for a charset that is not a UTF Python knows.
+    """
+    if charset is None or charset == "utf-8":
+        return "utf-8-sig"  # a BOM is dropped, as iconv does
+    codec = _codec(charset) if charset.startswith("utf-") else None
+    if codec is None:
+        raise _unsupported_charset(charset)
+    return codec
+
+
+def _byte_order(codec: str, data: bytes) -> str:
+    """``utf-16``/``utf-32`` without a BOM: the order the first (ASCII) character shows.
+
+    A JSON text starts with an ASCII character, so a leading NUL byte means big-endian
+    (RFC 4627 section 3); Python would otherwise assume the machine's order.
+    """
+    if codec == "utf-16" and data[:2] not in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE):
+        return "utf-16-be" if data[:1] == b"\x00" else "utf-16-le"
+    if codec == "utf-32" and data[:4] not in (codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE):
+        return "utf-32-be" if data[:1] == b"\x00" else "utf-32-le"
+    return codec
+
+
+def _parse_json(data: bytes, codec: str, strict: bool, decoder: _json.JSONDecoder) -> Any:
+    try:
+        text = data.decode(codec)
+    except UnicodeDecodeError:
+        raise HTTPError(400, f"invalid JSON: the body is not valid {codec.removesuffix('-sig')}") from None
+    if strict:
+        first = text.lstrip(_JSON_WHITESPACE)[:1]
+        if first and first not in "{[":
+            raise HTTPError(400, "invalid JSON: the top-level value must be an object or array")
+    utf8 = data if codec == "utf-8-sig" else text.encode("utf-8", "surrogatepass")
+    if utf8.count(b"[") + utf8.count(b"{") > MAX_JSON_DEPTH and _json_too_deep(utf8, MAX_JSON_DEPTH):
+        raise HTTPError(400, f"invalid JSON: nested deeper than {MAX_JSON_DEPTH} levels")
+    try:
+        return decoder.decode(text)
+    except _json.JSONDecodeError as exc:
+        raise HTTPError(400, f"invalid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+    except ValueError as exc:  # NaN/Infinity, or an integer with too many digits
+        raise HTTPError(400, f"invalid JSON: {exc}") from None
+    except RecursionError:  # pragma: no cover - the depth scan refuses such input first
+        raise HTTPError(400, f"invalid JSON: nested deeper than {MAX_JSON_DEPTH} levels") from None
+
+
+def json(
+    limit: LimitOption = "1mb",
+    strict: bool = True,
+    type: TypeOption = "application/json",
+    inflate: bool = True,
+    object_hook: Callable[[dict[str, Any]], Any] | None = None,
+) -> Middleware:
+    """Middleware that parses JSON bodies into ``req.body``.
+
+    Args:
+        limit: the largest (inflated) body accepted; bigger gives 413.
+        strict: accept only an object or an array at the top level (else 400).
+        type: the Content-Types to parse: a MIME type, an extension (``"json"``), a wildcard
+            (``"application/*"``), a suffix (``"+json"``), a list of those, or
+            ``callable(req) -> bool``.
+        inflate: inflate gzip/deflate bodies; when False an encoded body gives 415.
+        object_hook: called with every decoded object (dict), its result used instead: the
+            Python counterpart of JSON.parse's ``reviver``.
+
+    The charset must be a UTF (``utf-8`` by default, ``utf-16``/``utf-32`` accepted), else 415.
+    Nesting deeper than 100 levels, ``NaN``/``Infinity``, invalid UTF-8 and trailing data give
+    400 (``invalid JSON: Expecting value at line 1 column 1``).
+    """
+    max_size = parse_limit(limit)
+    matches = _type_matcher(type)
+    decoder = _json.JSONDecoder(object_hook=object_hook, parse_constant=_reject_constant)
+
+    def json_parser(req: Request, res: Response, next_: Next) -> None:
+        if req.body is not None or not _has_body(req) or not matches(req):
+            next_()
+            return
+        try:
+            codec = _json_codec(_charset(req))
+            data = _read(req, max_size, inflate)
+            req.body = _parse_json(data, _byte_order(codec, data), strict, decoder) if data else {}
+        except HTTPError as exc:
+            next_(exc)
+            return
+        next_()
+
+    return json_parser
+
+
+# -- urlencoded, text, raw -----------------------------------------------------------------------
+
+
+def urlencoded(
+    limit: LimitOption = "1mb",
+    type: TypeOption = "application/x-www-form-urlencoded",
+    extended: bool = True,
+    parameter_limit: int = 1000,
+    depth: int = 5,
+    inflate: bool = True,
+) -> Middleware:
+    """Middleware that parses HTML form bodies into ``req.body`` (a dict).
+
+    Args:
+        limit: the largest (inflated) body accepted; bigger gives 413.
+        type: the Content-Types to parse (see :func:`json`).
+        extended: nest ``a[b]=1`` and build lists with the query parser
+            (``evserve.query.parse_query``); False uses the flat ``parse_simple``.
+        parameter_limit: pairs read at most; the rest is ignored (SPEC section 8: the query
+            bounds are never an error; Express answers 413 instead).
+        depth: the deepest bracket nesting honoured (extended only).
+        inflate: inflate gzip/deflate bodies; when False an encoded body gives 415.
+
+    Only the ``utf-8`` charset is accepted (415 otherwise); invalid UTF-8 becomes U+FFFD.
+    """
+    max_size = parse_limit(limit)
+    matches = _type_matcher(type)
+    if extended:
+        def parse(qs: str) -> dict[str, Any]:
+            return parse_query(qs, depth=depth, parameter_limit=parameter_limit)
+    else:
+        def parse(qs: str) -> dict[str, Any]:
+            return parse_simple(qs, parameter_limit=parameter_limit)
+
+    def urlencoded_parser(req: Request, res: Response, next_: Next) -> None:
+        if req.body is not None or not _has_body(req) or not matches(req):
+            next_()
+            return
+        try:
+            charset = _charset(req)
+            if charset is not None and charset != "utf-8":
+                raise _unsupported_charset(charset)
+            data = _read(req, max_size, inflate)
+        except HTTPError as exc:
+            next_(exc)
+            return
+        req.body = parse(data.decode("utf-8", "replace")) if data else {}
+        next_()
+
+    return urlencoded_parser
+
+
+def text(
+    limit: LimitOption = "100kb",
+    type: TypeOption = "text/plain",
+    default_charset: str = "utf-8",
+    inflate: bool = True,
+) -> Middleware:
+    """Middleware that decodes text bodies into ``req.body`` (a str).
+
+    Args:
+        limit: the largest (inflated) body accepted; bigger gives 413.
+        type: the Content-Types to parse (see :func:`json`).
+        default_charset: the charset when the Content-Type names none.
+        inflate: inflate gzip/deflate bodies; when False an encoded body gives 415.
+
+    Any text codec Python knows is accepted (415 otherwise); undecodable bytes become U+FFFD,
+    and a UTF-8 byte-order mark is dropped, as Express does.
+
+    Raises:
+        ValueError: ``default_charset`` is not a text codec.
+    """
+    max_size = parse_limit(limit)
+    matches = _type_matcher(type)
+    default_codec = _check_charset(default_charset, "default_charset")
+
+    def text_parser(req: Request, res: Response, next_: Next) -> None:
+        if req.body is not None or not _has_body(req) or not matches(req):
+            next_()
+            return
+        try:
+            charset = _charset(req)
+            codec = default_codec if charset is None else _codec(charset)
+            if codec is None:
+                raise _unsupported_charset(charset or "")
+            data = _read(req, max_size, inflate)
+        except HTTPError as exc:
+            next_(exc)
+            return
+        req.body = data.decode("utf-8-sig" if codec == "utf-8" else codec, "replace")
+        next_()
+
+    return text_parser
+
+
+def raw(
+    limit: LimitOption = "100kb",
+    type: TypeOption = "application/octet-stream",
+    inflate: bool = True,
+) -> Middleware:
+    """Middleware that puts the (inflated) body bytes in ``req.body``.
+
+    Args:
+        limit: the largest (inflated) body accepted; bigger gives 413.
+        type: the Content-Types to take (see :func:`json`); ``"*/*"`` takes everything.
+        inflate: inflate gzip/deflate bodies; when False an encoded body gives 415.
+    """
+    max_size = parse_limit(limit)
+    matches = _type_matcher(type)
+
+    def raw_parser(req: Request, res: Response, next_: Next) -> None:
+        if req.body is not None or not _has_body(req) or not matches(req):
+            next_()
+            return
+        try:
+            req.body = _read(req, max_size, inflate)
+        except HTTPError as exc:
+            next_(exc)
+            return
+        next_()
+
+    return raw_parser
