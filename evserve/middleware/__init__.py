@@ -1,0 +1,1 @@
+"""Middleware that ships with evserve: body parsers, static files, CORS, access logging."""
