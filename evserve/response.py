@@ -29,6 +29,8 @@ _STREAMING = 1
 _DONE = 2
 
 _CHARSET = re.compile(r";\s*charset\s*=", re.IGNORECASE)
+_CHARSET_PARAM = re.compile(r";\s*charset\s*=\s*(?:\"[^\"]*\"|[^;]*)", re.IGNORECASE)
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _FRAMING = frozenset({"content-length", "transfer-encoding", "connection", "date"})
 # Characters encodeurl leaves alone: the URI reserved and unreserved sets, and '%'.
 _URL_SAFE = frozenset(
@@ -228,9 +230,16 @@ class Response:
 
     def location(self, url: str) -> Response:
         """Set Location; ``"back"`` means the Referer (or ``"/"``). Unsafe characters are
-        percent-encoded and existing escapes left alone."""
+        percent-encoded and existing escapes left alone.
+
+        Raises:
+            ValueError: ``url`` holds a control character (CR, LF, NUL, HTAB, DEL...).
+        """
         if url == "back":
+            # The client's own header: whatever it holds is percent-encoded, never refused.
             url = self.req.get("referer") or "/"
+        elif _CONTROL.search(url) is not None:
+            raise ValueError(f"control character in Location {url!r}")
         return self.set("Location", encode_url(url))
 
     def attachment(self, filename: str | None = None) -> Response:
@@ -262,11 +271,17 @@ class Response:
 
         ``max_age`` is seconds; ``expires`` a ``datetime`` or epoch seconds. A dict or list
         value is stored as ``j:`` + JSON, as Express does. ``signed=True`` signs the value with
-        ``App(cookie_secret=...)`` and raises ``ValueError`` without one.
+        ``App(cookie_secret=...)``.
+
+        Raises:
+            ValueError: a control character in the value, a name that is not a token, a bad
+                attribute, or ``signed=True`` without a ``cookie_secret``.
         """
         from evserve.cookies import serialize_cookie, sign_value
 
         text = "j:" + _JSON_DUMPS(value) if isinstance(value, (dict, list)) else str(value)
+        if _CONTROL.search(text) is not None:
+            raise ValueError(f"control character in the value of cookie {name!r}")
         if signed:
             secret = self.req.app.settings.get("cookie_secret") if self.req.app is not None else None
             if not secret:
@@ -294,8 +309,9 @@ class Response:
 
         ``str`` is sent as ``text/html; charset=utf-8``; ``bytes`` as
         ``application/octet-stream``; a dict, list, number or bool as JSON; ``None`` as an empty
-        body. A Content-Type set earlier wins. Adds Content-Length and a weak ETag, and answers
-        304 when the request is fresh.
+        body. A Content-Type set earlier wins (for ``str``, with its charset made ``utf-8``, the
+        encoding actually sent). Adds Content-Length and a weak ETag (not for ``None``, like
+        Express's ``res.send()``), and answers 304 when the request is fresh.
 
         Raises:
             ResponseStateError: a response was already sent.
@@ -305,14 +321,14 @@ class Response:
         headers = self._headers
         if isinstance(body, str):
             data = body.encode("utf-8")
-            if "content-type" not in headers:
-                headers["content-type"] = ("Content-Type", "text/html; charset=utf-8")
+            _utf8_type(headers, "text/html; charset=utf-8")
         elif isinstance(body, (bytes, bytearray, memoryview)):
             data = bytes(body)
             if "content-type" not in headers:
                 headers["content-type"] = ("Content-Type", "application/octet-stream")
         elif body is None:
-            data = b""
+            self._send_bytes(b"", etag=False)  # like Express's res.send(): no ETag
+            return
         elif isinstance(body, (dict, list, tuple, int, float, bool)):
             self.json(body)
             return
@@ -321,7 +337,8 @@ class Response:
         self._send_bytes(data, etag=True)
 
     def json(self, obj: Any) -> None:
-        """Send ``obj`` as JSON (``application/json; charset=utf-8``)."""
+        """Send ``obj`` as JSON (``application/json; charset=utf-8``, or the type set earlier
+        with ``charset=utf-8``)."""
         if self._state != _FRESH:
             raise ResponseStateError("cannot send: the response was already sent")
         app = self.req.app
@@ -330,8 +347,7 @@ class Response:
             data = _json.dumps(obj, ensure_ascii=False, indent=spaces, allow_nan=False).encode("utf-8")
         else:
             data = _JSON_DUMPS(obj).encode("utf-8")
-        if "content-type" not in self._headers:
-            self._headers["content-type"] = ("Content-Type", "application/json; charset=utf-8")
+        _utf8_type(self._headers, "application/json; charset=utf-8")
         self._send_bytes(data, etag=True)
 
     def send_status(self, code: int) -> None:
@@ -375,7 +391,7 @@ class Response:
         headers = self._headers
         req = self.req
         status = self.status_code
-        if etag and data and "etag" not in headers and self._etag_enabled():
+        if etag and "etag" not in headers and self._etag_enabled():
             headers["etag"] = ("ETag", weak_etag(data))
         if 200 <= status < 300 and (req.method == "GET" or req.method == "HEAD"):
             req_headers = req.headers
@@ -561,6 +577,24 @@ class Response:
 
     def __repr__(self) -> str:
         return f"<Response {self.status_code} for {self.req.method} {self.req.original_url}>"
+
+
+def _utf8_type(headers: dict[str, tuple[str, str | list[str]]], default: str) -> None:
+    """Give a UTF-8 text body its Content-Type: ``default``, or the one set with its charset
+    made ``utf-8`` (Express's setCharset: the bytes sent are UTF-8 whatever was declared)."""
+    entry = headers.get("content-type")
+    if entry is None:
+        headers["content-type"] = ("Content-Type", default)
+        return
+    value = entry[1]
+    if type(value) is not str or value.endswith("charset=utf-8"):
+        return
+    found = _CHARSET_PARAM.search(value)
+    if found is None:
+        value += "; charset=utf-8"
+    else:
+        value = value[: found.start()] + "; charset=utf-8" + value[found.end() :]
+    headers["content-type"] = (entry[0], value)
 
 
 def weak_etag(data: bytes) -> str:
