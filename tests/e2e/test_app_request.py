@@ -1,0 +1,348 @@
+"""End to end: the request object (SPEC sections 3 and 8), after Express 4's ``req.*`` tests
+(``req.query``, ``req.accepts``, ``req.is``, ``req.get``, ``req.ip``, ``req.host``,
+``req.hostname``, ``req.protocol``, ``req.secure``, ``req.xhr``, cookie-parser), over real
+sockets.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import requests
+
+from evserve import App
+from evserve.cookies import sign_value
+
+from .conftest import DEADLINE, RawClient
+
+
+@pytest.fixture(autouse=True)
+def _requests_deadline(monkeypatch):
+    """Give every ``requests`` call a deadline: a server that never answers fails the test."""
+    original = requests.Session.request
+
+    def request(self, method, url, **kwargs):
+        kwargs.setdefault("timeout", DEADLINE)
+        return original(self, method, url, **kwargs)
+
+    monkeypatch.setattr(requests.Session, "request", request)
+
+SECRET = "keyboard cat"
+
+
+def report(fn):
+    """An app whose only route, ``/``, answers ``fn(req)`` as JSON (any method)."""
+    app = App()
+    app.all("/", lambda req, res: res.json(fn(req)))
+    return app
+
+
+def raw(server, data: bytes, method: str = "GET"):
+    """Send ``data`` byte for byte and return the parsed response."""
+    with RawClient(server) as client:
+        client.send(data)
+        return client.read_response(method)
+
+
+def raw_json(server, head: str) -> object:
+    """Send a bodiless request head (lines joined with CRLF) and decode its JSON answer."""
+    res = raw(server, (head.replace("\n", "\r\n") + "\r\n\r\n").encode("latin-1"))
+    assert res.status == 200, res.text
+    return json.loads(res.body)
+
+
+# -- req.query ---------------------------------------------------------------------------------
+
+
+def test_query_is_parsed_with_nesting_by_default():
+    app = report(lambda req: req.query)
+    with app.run_in_thread() as server:
+        get = lambda qs: requests.get(server.url + "/?" + qs).json()  # noqa: E731
+        assert get("") == {}
+        assert get("name=tobi&age=2") == {"name": "tobi", "age": "2"}
+        assert get("user[name]=tobi&user[pet][kind]=ferret") == {
+            "user": {"name": "tobi", "pet": {"kind": "ferret"}}
+        }
+        assert get("a[]=1&a[]=2") == {"a": ["1", "2"]}
+        assert get("a=1&a=2&a=3") == {"a": ["1", "2", "3"]}
+        assert get("a[0]=x&a[1]=y") == {"a": ["x", "y"]}
+        assert get("sp=a+b&pct=%C3%A9%20z&bare") == {"sp": "a b", "pct": "\u00e9 z", "bare": ""}
+        assert get("bad=%zz&lone=%") == {"bad": "%zz", "lone": "%"}
+
+
+def test_query_is_empty_without_a_query_string():
+    app = report(lambda req: [req.query, req.query is req.query])
+    with app.run_in_thread() as server:
+        assert requests.get(server.url + "/").json() == [{}, True]
+        assert requests.get(server.url + "/?").json() == [{}, True]
+
+
+def test_query_parser_simple_does_not_nest():
+    app = App(query_parser="simple")
+    app.get("/", lambda req, res: res.json(req.query))
+    with app.run_in_thread() as server:
+        got = requests.get(server.url + "/?user[name]=tobi&a=1&a=2").json()
+        assert got == {"user[name]": "tobi", "a": ["1", "2"]}
+
+
+def test_query_parser_disabled():
+    app = App(query_parser=False)
+    app.get("/", lambda req, res: res.json(req.query))
+    with app.run_in_thread() as server:
+        assert requests.get(server.url + "/?a=1").json() == {}
+
+
+def test_query_parser_callable():
+    calls = []
+
+    def parse(qs):
+        calls.append(qs)
+        return {"raw": qs}
+
+    app = App(query_parser=parse)
+    app.get("/", lambda req, res: res.json([req.query, req.query]))
+    with app.run_in_thread() as server:
+        assert requests.get(server.url + "/?a=1&b").json() == [{"raw": "a=1&b"}] * 2
+    assert calls == ["a=1&b"]  # parsed once per request
+
+
+def test_query_in_a_mounted_router_is_the_whole_requests():
+    app = App()
+    sub = App(query_parser="simple")
+    sub.get("/x", lambda req, res: res.json(req.query))
+    app.use("/sub", sub)
+    with app.run_in_thread() as server:
+        # the sub-app's own setting applies while it handles the request
+        assert requests.get(server.url + "/sub/x?a[b]=1").json() == {"a[b]": "1"}
+
+
+def test_query_bounds_drop_the_extra_and_never_fail():
+    app = report(lambda req: req.query)
+    with app.run_in_thread(max_target_size=65536) as server:
+        many = "&".join(f"k{i}=v" for i in range(1200))
+        got = requests.get(server.url + "/?" + many).json()
+        assert len(got) == 1000
+        assert "k999" in got and "k1000" not in got
+
+        got = requests.get(server.url + "/?" + "&".join(["a[]=x"] * 150)).json()
+        assert got == {"a": ["x"] * 100}
+        got = requests.get(server.url + "/?" + "&".join(["b=y"] * 150)).json()
+        assert got == {"b": ["y"] * 100}
+
+        got = requests.get(server.url + "/?a[b][c][d][e][f][g][h]=deep").json()
+        assert got == {"a": {"b": {"c": {"d": {"e": {"f": {"[g][h]": "deep"}}}}}}}
+        # an index above the list bound makes an object, not a 10**9-item list
+        assert requests.get(server.url + "/?a[1000000000]=x").json() == {"a": {"1000000000": "x"}}
+
+
+# -- req.params, req.get, headers --------------------------------------------------------------
+
+
+def test_get_is_case_insensitive_with_a_default_and_referrer_alias():
+    app = report(lambda req: [
+        req.get("x-custom"), req.get("X-CUSTOM"), req.get("missing"), req.get("missing", "dflt"),
+        req.get("Referrer"), req.get("referer"),
+    ])
+    with app.run_in_thread() as server:
+        got = requests.get(server.url + "/", headers={"X-Custom": "v", "Referer": "http://r/"}).json()
+        assert got == ["v", "v", None, "dflt", "http://r/", "http://r/"]
+
+
+def test_headers_keep_order_and_repeats():
+    app = report(lambda req: [
+        [(n, v) for n, v in req.headers.items() if n.startswith("x-")],
+        req.headers.get_all("x-b"), req.headers["X-B"], "x-a" in req.headers,
+    ])
+    with app.run_in_thread() as server:
+        got = raw_json(server, "GET / HTTP/1.1\nHost: h\nX-B: 1\nX-A: a\nx-b: 2")
+    assert got == [[["x-b", "1"], ["x-a", "a"], ["x-b", "2"]], ["1", "2"], "1, 2", True]
+
+
+def test_method_version_raw_body_and_links():
+    seen = {}
+
+    def probe(req):
+        seen["res_is_paired"] = req.res is not None and req.res.req is req
+        seen["app"] = req.app
+        return [req.method, req.http_version, req.raw_body.decode(), req.body]
+
+    app = report(probe)
+    with app.run_in_thread() as server:
+        assert requests.post(server.url + "/", data=b"payload").json() == ["POST", "1.1", "payload", None]
+        got = raw_json(server, "GET / HTTP/1.0")
+        assert got == ["GET", "1.0", "", None]
+    assert seen == {"res_is_paired": True, "app": app}
+
+
+# -- content negotiation: accepts, is_type -----------------------------------------------------
+
+
+@pytest.mark.parametrize(("accept", "offers", "expected"), [
+    (None, ["json", "html"], "json"),
+    ("application/json", ["html", "json"], "json"),
+    ("text/html", ["json", "html"], "html"),
+    ("text/html;q=0.5, application/json", ["html", "json"], "json"),
+    ("text/*", ["application/json", "text/plain"], "text/plain"),
+    ("*/*", ["png", "json"], "png"),
+    ("image/png", ["json", "html"], None),
+    ("application/json;q=0", ["json"], None),
+    ("text/html, application/json", [["json", "html"]], "html"),  # ties go by header order
+    ("application/json, text/html", ["html", "json"], "json"),
+])
+def test_accepts(accept, offers, expected):
+    app = report(lambda req: req.accepts(*offers))
+    headers = {} if accept is None else {"Accept": accept}
+    with app.run_in_thread() as server:
+        if accept is None:
+            got = raw_json(server, "GET / HTTP/1.1\nHost: h")  # requests always sends Accept
+        else:
+            got = requests.get(server.url + "/", headers=headers).json()
+    assert got == expected
+
+
+@pytest.mark.parametrize(("content_type", "types", "expected"), [
+    ("application/json", ["json"], "json"),
+    ("application/json; charset=utf-8", ["html", "json"], "json"),
+    ("application/json", ["application/*"], "application/*"),
+    ("application/vnd.api+json", ["+json"], "+json"),
+    ("text/html", ["json", "text/*"], "text/*"),
+    ("application/x-www-form-urlencoded", ["urlencoded"], "urlencoded"),
+    ("text/plain", ["json"], None),
+    ("application/json", [["xml", "json"]], "json"),
+])
+def test_is_type_with_a_body(content_type, types, expected):
+    app = report(lambda req: req.is_type(*types))
+    with app.run_in_thread() as server:
+        got = requests.post(server.url + "/", data=b"{}", headers={"Content-Type": content_type}).json()
+    assert got == expected
+
+
+def test_is_type_without_a_body_matches_nothing():
+    app = report(lambda req: req.is_type("json"))
+    with app.run_in_thread() as server:
+        assert raw_json(server, "GET / HTTP/1.1\nHost: h\nContent-Type: application/json") is None
+        r = requests.post(server.url + "/", data=b"", headers={"Content-Type": "application/json"})
+        assert r.json() is None
+
+
+# -- xhr ----------------------------------------------------------------------------------------
+
+
+def test_xhr():
+    app = report(lambda req: req.xhr)
+    with app.run_in_thread() as server:
+        assert requests.get(server.url + "/", headers={"X-Requested-With": "XMLHttpRequest"}).json() is True
+        assert requests.get(server.url + "/", headers={"X-Requested-With": "xmlhttprequest"}).json() is True
+        assert requests.get(server.url + "/", headers={"X-Requested-With": "fetch"}).json() is False
+        assert requests.get(server.url + "/").json() is False
+
+
+# -- ip, host, hostname, protocol, secure, trust_proxy -----------------------------------------
+
+NET = ["ip", "ips", "host", "hostname", "protocol", "secure", "subdomains"]
+
+
+def net(req):
+    return {name: getattr(req, name) for name in NET}
+
+
+def test_without_trust_proxy_forwarded_headers_are_ignored():
+    app = App()
+    app.get("/", lambda req, res: res.json(net(req)))
+    with app.run_in_thread() as server:
+        got = raw_json(server, "GET / HTTP/1.1\nHost: example.com:3000\nX-Forwarded-For: 1.2.3.4\n"
+                               "X-Forwarded-Host: evil.test\nX-Forwarded-Proto: https")
+    assert got == {"ip": "127.0.0.1", "ips": [], "host": "example.com:3000", "hostname": "example.com",
+                   "protocol": "http", "secure": False, "subdomains": []}
+
+
+def test_trust_proxy_true_trusts_every_hop():
+    app = App(trust_proxy=True)
+    app.get("/", lambda req, res: res.json(net(req)))
+    with app.run_in_thread() as server:
+        got = raw_json(server, "GET / HTTP/1.1\nHost: internal:8080\n"
+                               "X-Forwarded-For: 1.1.1.1, 2.2.2.2, 3.3.3.3\n"
+                               "X-Forwarded-Host: tobi.ferrets.example.com\nX-Forwarded-Proto: https")
+    assert got == {"ip": "1.1.1.1", "ips": ["1.1.1.1", "2.2.2.2", "3.3.3.3"],
+                   "host": "tobi.ferrets.example.com", "hostname": "tobi.ferrets.example.com",
+                   "protocol": "https", "secure": True, "subdomains": ["ferrets", "tobi"]}
+
+
+def test_trust_proxy_hop_count():
+    app = App(trust_proxy=2)
+    app.get("/", lambda req, res: res.json([req.ip, req.ips, req.protocol]))
+    with app.run_in_thread() as server:
+        got = raw_json(server, "GET / HTTP/1.1\nHost: h\nX-Forwarded-For: 1.1.1.1, 2.2.2.2, 3.3.3.3\n"
+                               "X-Forwarded-Proto: https, http")
+    # the socket peer and one forwarded hop are trusted: the client is the next one back
+    assert got == ["2.2.2.2", ["2.2.2.2", "3.3.3.3"], "https"]
+
+
+@pytest.mark.parametrize(("setting", "expected_ip"), [
+    (["127.0.0.1"], "3.3.3.3"),
+    (["127.0.0.0/8", "3.3.3.0/24"], "2.2.2.2"),
+    ("loopback", "3.3.3.3"),
+    (["10.0.0.0/8"], "127.0.0.1"),
+])
+def test_trust_proxy_addresses(setting, expected_ip):
+    app = App(trust_proxy=setting)
+    app.get("/", lambda req, res: res.json(req.ip))
+    with app.run_in_thread() as server:
+        got = raw_json(server, "GET / HTTP/1.1\nHost: h\nX-Forwarded-For: 1.1.1.1, 2.2.2.2, 3.3.3.3")
+    assert got == expected_ip
+
+
+def test_host_and_hostname_forms():
+    app = App()
+    app.get("/", lambda req, res: res.json([req.host, req.hostname]))
+    with app.run_in_thread() as server:
+        assert raw_json(server, "GET / HTTP/1.1\nHost: [::1]:3000") == ["[::1]:3000", "[::1]"]
+        assert raw_json(server, "GET / HTTP/1.1\nHost: [::1]") == ["[::1]", "[::1]"]
+        assert raw_json(server, "GET / HTTP/1.1\nHost: example.com") == ["example.com", "example.com"]
+        # absolute-form: the target's authority is the host (RFC 9112 section 3.2.2)
+        got = raw_json(server, "GET http://other.test:81/?x=1 HTTP/1.1\nHost: example.com")
+        assert got == ["other.test:81", "other.test"]
+        assert raw_json(server, "GET / HTTP/1.0") == [None, None]
+
+
+def test_absolute_form_target_routes_by_its_path():
+    app = App()
+    app.get("/p", lambda req, res: res.json([req.url, req.original_url, req.query]))
+    with app.run_in_thread() as server:
+        got = raw_json(server, "GET http://h.test/p?a=1 HTTP/1.1\nHost: h.test")
+    assert got == ["/p?a=1", "/p?a=1", {"a": "1"}]
+
+
+# -- cookies -----------------------------------------------------------------------------------
+
+
+def test_cookies_are_parsed():
+    app = report(lambda req: [req.cookies, req.signed_cookies])
+    with app.run_in_thread() as server:
+        got = requests.get(server.url + "/", headers={"Cookie": 'a=1; b="two"; c=%E2%98%83; a=dup; s=s:x.y'}).json()
+        assert got == [{"a": "1", "b": "two", "c": "\u2603", "s": "s:x.y"}, {}]
+        assert requests.get(server.url + "/").json() == [{}, {}]
+
+
+def test_signed_cookies():
+    app = App(cookie_secret=SECRET)
+    app.get("/", lambda req, res: res.json([req.cookies, req.signed_cookies]))
+    good = sign_value("tobi", SECRET)
+    tampered = sign_value("tobi", SECRET).replace("tobi", "loki")
+    other_key = sign_value("tobi", "another secret")
+    with app.run_in_thread() as server:
+        cookie = f"user={good}; plain=yes; bad={tampered}; foreign={other_key}"
+        got = requests.get(server.url + "/", headers={"Cookie": cookie}).json()
+    assert got == [{"plain": "yes"}, {"user": "tobi"}]
+    assert good.startswith("s:tobi.") and "=" not in good
+
+
+def test_a_signed_cookie_set_by_the_app_round_trips():
+    app = App(cookie_secret=SECRET)
+    app.get("/set", lambda req, res: res.cookie("sid", "abc 123", signed=True).cookie("n", "1").send("ok"))
+    app.get("/read", lambda req, res: res.json([req.cookies, req.signed_cookies]))
+    with app.run_in_thread() as server, requests.Session() as session:
+        r = session.get(server.url + "/set")
+        assert r.status_code == 200
+        assert session.get(server.url + "/read").json() == [{"n": "1"}, {"sid": "abc 123"}]
