@@ -359,22 +359,36 @@ class Response:
     def redirect(self, url: str | int, status: int | str = 302) -> None:
         """Redirect to ``url`` with ``status`` (302); ``redirect(301, url)`` also works.
 
-        The body is a short note in the format the client accepts (HTML or text).
+        The body is a short note in the format the client accepts, HTML or text (empty when
+        it accepts neither), and ``Vary: Accept`` says so, as Express's ``res.format`` does.
+
+        Raises:
+            TypeError, ValueError: a bad status (see ``status``), or a control character in
+                ``url`` (see ``location``); nothing is changed then.
         """
         if isinstance(url, int) and isinstance(status, str):
             url, status = status, url
         if not isinstance(url, str) or not isinstance(status, int):
             raise TypeError("redirect(url, status=302) needs a str url and an int status")
-        self.location(url)
+        previous = self.status_code
+        self.status(status)
+        try:
+            self.location(url)
+        except ValueError:
+            self.status_code = previous
+            raise
         target = self.get("Location")
         shown = target if isinstance(target, str) else url
-        self.status(status)
         phrase = reason_phrase(status)
-        if self.req.accepts("text", "html") == "html":
+        self.vary("Accept")
+        kind = self.req.accepts("text", "html")
+        if kind == "html":
             safe = html.escape(shown)
-            self.type("html").send(f"<p>{phrase}. Redirecting to <a href=\"{safe}\">{safe}</a></p>")
+            self.type("html").end(f"<p>{phrase}. Redirecting to <a href=\"{safe}\">{safe}</a></p>")
+        elif kind == "text":
+            self.type("txt").end(f"{phrase}. Redirecting to {shown}")
         else:
-            self.type("txt").send(f"{phrase}. Redirecting to {shown}")
+            self.end()
 
     def render(self, view: str, context: Mapping[str, Any] | None = None) -> None:
         """Render ``view`` with the app's engine for its extension and send it as HTML."""
