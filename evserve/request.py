@@ -104,13 +104,14 @@ class Request:
 
     @property
     def query(self) -> dict[str, Any]:
-        """The parsed query string (qs-style nesting; see ``App(query_parser=...)``)."""
+        """The parsed query string (qs-style nesting; see ``App(query_parser=...)``, which is
+        the top-level app's for the whole request)."""
         q = self._query
         if q is None:
             from evserve.query import parse_query, parse_simple
 
             qs = self.query_string
-            mode = self.app.settings.get("query_parser", "extended") if self.app is not None else "extended"
+            mode = self._query_parser() if qs else None
             if not qs:
                 q = {}
             elif callable(mode):
@@ -127,6 +128,16 @@ class Request:
     @query.setter
     def query(self, value: dict[str, Any]) -> None:
         self._query = value
+
+    def _query_parser(self) -> Any:
+        # The top-level app's setting, as in Express (its query middleware runs first and a
+        # mounted app's keeps what it found): the answer then never depends on which app
+        # happened to read req.query first.
+        app: Any = self._conn.app if self._conn is not None else None
+        settings = getattr(app, "settings", None)
+        if not isinstance(settings, dict):
+            settings = self.app.settings if self.app is not None else {}
+        return settings.get("query_parser", "extended")
 
     # -- headers --------------------------------------------------------------------------------
 
@@ -155,16 +166,16 @@ class Request:
         """Return the first of ``types`` the request's Content-Type matches, as given, or None.
 
         Like Express's ``req.is``: ``"json"``, ``"urlencoded"``, ``"text/*"``, ``"+json"`` ...
-        A request without a body matches nothing.
+        A request without a body matches nothing; as in type-is (and the body parsers), a
+        request has a body when it says so with Transfer-Encoding or Content-Length, even
+        ``Content-Length: 0``.
         """
         from evserve.negotiation import is_type
 
-        flat = _flatten(types)
-        if not self.raw_body and self.headers.get("transfer-encoding") is None and not (
-            self.headers.get("content-length") not in (None, "0")
-        ):
+        headers = self.headers
+        if "transfer-encoding" not in headers and "content-length" not in headers:
             return None
-        return is_type(self.headers.get("content-type"), flat)
+        return is_type(headers.get("content-type"), _flatten(types))
 
     def accepts(self, *types: str | list[str]) -> str | None:
         """Return the best of ``types`` for the Accept header, as given, or ``None``."""

@@ -107,14 +107,24 @@ def test_query_parser_callable():
     assert calls == ["a=1&b"]  # parsed once per request
 
 
-def test_query_in_a_mounted_router_is_the_whole_requests():
+def test_query_is_parsed_by_the_top_level_apps_setting():
     app = App()
     sub = App(query_parser="simple")
+    seen = []
     sub.get("/x", lambda req, res: res.json(req.query))
-    app.use("/sub", sub)
+    app.use("/peek", lambda req, res, next: (seen.append(req.query), next())[1])
+    app.use("/peek", sub)
+    app.use(sub)
     with app.run_in_thread() as server:
-        # the sub-app's own setting applies while it handles the request
-        assert requests.get(server.url + "/sub/x?a[b]=1").json() == {"a[b]": "1"}
+        # Like Express: the top-level app parses the query once, whichever app reads it first.
+        assert requests.get(server.url + "/x?a[b]=1").json() == {"a": {"b": "1"}}
+        assert requests.get(server.url + "/peek/x?a[b]=1").json() == {"a": {"b": "1"}}
+    assert seen == [{"a": {"b": "1"}}]
+
+    top = App(query_parser="simple")
+    top.use("/sub", App(query_parser="extended").get("/", lambda req, res: res.json(req.query)))
+    with top.run_in_thread() as server:
+        assert requests.get(server.url + "/sub?a[b]=1").json() == {"a[b]": "1"}
 
 
 def test_query_bounds_drop_the_extra_and_never_fail():
@@ -222,8 +232,13 @@ def test_is_type_without_a_body_matches_nothing():
     app = report(lambda req: req.is_type("json"))
     with app.run_in_thread() as server:
         assert raw_json(server, "GET / HTTP/1.1\nHost: h\nContent-Type: application/json") is None
+        # like type-is: a declared length, even 0, is a body
         r = requests.post(server.url + "/", data=b"", headers={"Content-Type": "application/json"})
-        assert r.json() is None
+        assert r.request.headers["Content-Length"] == "0"
+        assert r.json() == "json"
+        r = requests.post(server.url + "/", data=iter([b"{}"]), headers={"Content-Type": "application/json"})
+        assert r.request.headers["Transfer-Encoding"] == "chunked"
+        assert r.json() == "json"
 
 
 # -- xhr ----------------------------------------------------------------------------------------
