@@ -67,7 +67,7 @@ class App(Router):
         self.locals: dict[str, Any] = {}
         self.parent: App | None = None
         self.mountpath: Any = "/"
-        self._engines: dict[str, Engine] = {".html": template_engine}
+        self._engines: dict[str, Engine] = {}  # registered here; see _engine_for
         self.server: Server | None = None
 
     # -- mounting ---------------------------------------------------------------------------------
@@ -110,7 +110,9 @@ class App(Router):
     # -- views ------------------------------------------------------------------------------------
 
     def engine(self, ext: str, fn: Engine) -> App:
-        """Register ``fn(path, context) -> str`` to render views with extension ``ext``."""
+        """Register ``fn(path, context) -> str`` to render views with extension ``ext``
+        (``"html"`` and ``".html"`` alike); mounted sub-apps use it too unless they register
+        their own."""
         if not callable(fn):
             raise TypeError("an engine must be callable as fn(path, context) -> str")
         key = ext if ext.startswith(".") else "." + ext
@@ -131,12 +133,23 @@ class App(Router):
         if os.path.commonpath([root, path]) != root:
             raise ValueError(f"view {view!r} is outside the views folder")
         ext = os.path.splitext(path)[1].lower()
-        engine = self._engines.get(ext)
+        engine = self._engine_for(ext)
         if engine is None:
             raise ValueError(f"no engine registered for {ext!r} views (use app.engine)")
         if not os.path.isfile(path):
             raise FileNotFoundError(f"view {view!r} not found in {root}")
         return engine(path, {**self.locals, **(context or {})})
+
+    def _engine_for(self, ext: str) -> Engine | None:
+        """The engine for ``ext``: this app's, else its parents' (as Express sub-apps inherit
+        engines), else the built-in one for ``.html``."""
+        app: App | None = self
+        while app is not None:
+            engine = app._engines.get(ext)
+            if engine is not None:
+                return engine
+            app = app.parent
+        return template_engine if ext == ".html" else None
 
     # -- serving ----------------------------------------------------------------------------------
 

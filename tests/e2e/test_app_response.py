@@ -620,7 +620,35 @@ def test_redirect_defaults_to_302_with_a_text_body():
     assert res.status == 302
     assert res.header("Location") == "http://google.com"
     assert res.header("Content-Type") == "text/plain; charset=utf-8"
+    assert res.header("Vary") == "Accept"
     assert res.text == "Found. Redirecting to http://google.com"
+
+
+def test_redirect_body_is_empty_when_neither_text_nor_html_is_acceptable():
+    app = served(lambda req, res: res.redirect("/elsewhere", 301))
+    with app.run_in_thread() as server:
+        res = fetch(server, headers={"Accept": "application/json"})
+    assert (res.status, res.header("Location"), res.body) == (301, "/elsewhere", b"")
+    assert res.header("Content-Type") is None
+    assert res.header("Content-Length") == "0"
+
+
+def test_redirect_with_a_bad_status_changes_nothing():
+    seen = []
+
+    def handler(req, res):
+        for attempt in (lambda: res.redirect("/x", 99), lambda: res.redirect("/x", "301"),
+                        lambda: res.redirect("/x\n", 301)):
+            try:
+                attempt()
+            except (TypeError, ValueError) as exc:
+                seen.append(type(exc).__name__)
+        res.send("still here")
+
+    with served(handler).run_in_thread() as server:
+        res = fetch(server)
+    assert seen == ["ValueError", "TypeError", "ValueError"]
+    assert (res.status, res.text, res.header("Location")) == (200, "still here", None)
 
 
 def test_redirect_status_forms():
@@ -786,6 +814,27 @@ def test_a_sub_app_renders_from_the_inherited_views_setting(views):
     app.use("/sub", sub)
     with app.run_in_thread() as server:
         assert fetch(server, "/sub").text == "<p>sub is 3</p><p>s</p>"
+
+
+def test_a_sub_app_uses_its_parents_engines_unless_it_has_its_own(views):
+    app = App(views=str(views))
+    sub = App()
+    own = App()
+    app.use("/sub", sub)
+    app.use("/own", own)
+    # registered after mounting: sub-apps look engines up when they render
+    app.engine("txt", lambda path, context: "parent txt engine")
+    app.engine("html", lambda path, context: "parent html engine")
+    own.engine(".txt", lambda path, context: "own txt engine")
+    sub.get("/", lambda req, res: res.render("note.txt"))
+    sub.get("/html", lambda req, res: res.render("user"))
+    own.get("/", lambda req, res: res.render("note.txt"))
+    own.get("/html", lambda req, res: res.render("user"))
+    with app.run_in_thread() as server:
+        assert fetch(server, "/sub").text == "parent txt engine"
+        assert fetch(server, "/sub/html").text == "parent html engine"
+        assert fetch(server, "/own").text == "own txt engine"
+        assert fetch(server, "/own/html").text == "parent html engine"
 
 
 @pytest.mark.parametrize("view", ["missing", "../secret", "note.unknown"])
