@@ -46,7 +46,9 @@ class Response:
 
     A response is sent exactly once: by ``send``/``json``/``send_status``/``redirect``/``end``
     (whole), or by ``write`` calls followed by ``end`` (streamed). A second send raises
-    ``ResponseStateError``. Header names and values, cookies, Location and the status are checked
+    ``ResponseStateError``, except once the client has gone away (``req.aborted``): sending,
+    setting headers or status are then silently ignored, so a slow handler whose client left
+    does not fail. Header names and values, cookies, Location and the status are checked
     when set: a control character raises ``ValueError`` before anything reaches the wire.
     """
 
@@ -94,7 +96,13 @@ class Response:
         return self.req.app
 
     def _check_fresh(self, what: str) -> None:
-        if self._state != _FRESH:
+        if self._state != _FRESH and not self.req.aborted:
+            raise ResponseStateError(f"cannot {what}: the response was already sent")
+
+    def _refuse(self, what: str) -> None:
+        """A send on a response that is no longer fresh: ignored when the client went away
+        (like a write to a closed socket in Node), else a ``ResponseStateError``."""
+        if not self.req.aborted:
             raise ResponseStateError(f"cannot {what}: the response was already sent")
 
     # -- status and headers -----------------------------------------------------------------------
@@ -317,7 +325,8 @@ class Response:
             ResponseStateError: a response was already sent.
         """
         if self._state != _FRESH:
-            raise ResponseStateError("cannot send: the response was already sent")
+            self._refuse("send")
+            return
         headers = self._headers
         if isinstance(body, str):
             data = body.encode("utf-8")
@@ -340,7 +349,8 @@ class Response:
         """Send ``obj`` as JSON (``application/json; charset=utf-8``, or the type set earlier
         with ``charset=utf-8``)."""
         if self._state != _FRESH:
-            raise ResponseStateError("cannot send: the response was already sent")
+            self._refuse("send")
+            return
         app = self.req.app
         spaces = app.settings.get("json_spaces") if app is not None else None
         if spaces:
@@ -445,7 +455,8 @@ class Response:
         for ``on_drain`` (or ``await res.drain()``) before writing more.
         """
         if self._state == _DONE:
-            raise ResponseStateError("cannot write: the response has ended")
+            self._refuse("write")
+            return True
         data = chunk.encode("utf-8") if isinstance(chunk, str) else bytes(chunk)
         if self._state == _FRESH:
             self._start_stream()
@@ -474,7 +485,8 @@ class Response:
     def end(self, data: str | bytes | None = None) -> None:
         """Finish the response, sending ``data`` last (a whole response if nothing was sent)."""
         if self._state == _DONE:
-            raise ResponseStateError("cannot end: the response has already ended")
+            self._refuse("end")
+            return
         payload = b"" if data is None else data.encode("utf-8") if isinstance(data, str) else bytes(data)
         if self._state == _FRESH:
             self._state = _DONE

@@ -15,7 +15,7 @@ import requests
 import evserve
 from evserve import App, Future, HTTPError
 
-from .conftest import DEADLINE, RawClient, wait_until
+from .conftest import DEADLINE, RawClient, on_reactor, wait_until
 
 
 @pytest.fixture(autouse=True)
@@ -346,3 +346,52 @@ def test_streaming_from_a_timer():
     with app.run_in_thread() as server:
         res = fetch(server)
     assert (res.text, res.header("Transfer-Encoding")) == ("abc", "chunked")
+
+
+def test_a_late_answer_after_the_connection_was_lost_is_dropped_quietly(caplog):
+    app = App()
+    pending = []
+    outcomes = []
+    app.get("/", lambda req, res: pending.append((req, res)))
+
+    def late():
+        req, res = pending[0]
+        try:
+            res.status(201).set("X-Late", "1").json({"late": True})
+            res.write("more")
+            res.end()
+            outcomes.append(("quiet", req.aborted, res.finished))
+        except Exception as exc:
+            outcomes.append(repr(exc))
+
+    with caplog.at_level(logging.DEBUG, logger="evserve"), app.run_in_thread() as server, \
+            RawClient(server) as client:
+        client.request("GET", "/")
+        wait_until(lambda: pending)
+        on_reactor(server, pending[0][0].connection.abort)  # dropped, as by a write timeout
+        on_reactor(server, late)
+        assert client.wait_closed()
+    assert outcomes == [("quiet", True, True)]
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+def test_sending_twice_still_raises_when_the_client_is_there():
+    app = App()
+    outcomes = []
+
+    def handler(req, res):
+        res.send("once")
+
+        def again():
+            try:
+                res.send("twice")
+            except evserve.ResponseStateError:
+                outcomes.append("raised")
+
+        req.reactor.call_soon(again)
+
+    app.get("/", handler)
+    with app.run_in_thread() as server:
+        assert requests.get(server.url + "/").text == "once"
+        wait_until(lambda: outcomes)
+    assert outcomes == ["raised"]
