@@ -210,14 +210,18 @@ class _Final:
             return
         if isinstance(err, HTTPError):
             message = err.message
-            for name, value in err.headers:
-                res.set(name, value)
+            extra: Any = err.headers
         else:
             message = getattr(err, "message", None) or str(err) or reason_phrase(status)
             extra = getattr(err, "headers", None)
-            if isinstance(extra, Mapping):
-                for name, value in extra.items():
-                    res.set(str(name), str(value))
+            extra = extra.items() if isinstance(extra, Mapping) else ()
+        for name, value in extra:
+            try:
+                res.set(str(name), str(value))
+            except ValueError:
+                # Never let a bad header cost the client its error page (this may run late,
+                # from a timer, with nobody above to turn an exception into a response).
+                log.warning("error header %r dropped: invalid name or value", name)
         _error_page(res, status, str(message) if status < 500 else reason_phrase(status))
 
 

@@ -371,3 +371,28 @@ def test_error_in_a_sub_app_goes_through_the_sub_apps_own_handlers_first():
     with app.run_in_thread() as server:
         r = requests.get(server.url + "/sub")
     assert (r.status_code, r.text) == (418, "sub saw sub")
+
+
+def test_a_bad_header_on_an_error_is_dropped_not_fatal(caplog):
+    bad = {"X-Bad": "a\r\nInjected: 1", "X-Good": "kept"}
+
+    class WithHeaders(WithStatus):
+        headers = bad
+
+    app = App()
+
+    def now(req, res):
+        raise HTTPError(400, "bad request", bad)
+
+    def later(req, res, next):
+        # from a timer: nobody above would turn an exception here into a response
+        req.reactor.call_later(0.001, next, WithHeaders(409, "conflict"))
+
+    app.get("/now", now)
+    app.get("/later", later)
+    with caplog.at_level(logging.WARNING, logger="evserve"), app.run_in_thread() as server:
+        for path, status, text in (("/now", 400, "bad request"), ("/later", 409, "conflict")):
+            res = fetch(server, path)
+            assert (res.status, res.text, res.header("X-Good")) == (status, text, "kept")
+            assert res.header("X-Bad") is None and b"Injected" not in res.raw
+    assert len([r for r in caplog.records if "X-Bad" in r.getMessage()]) == 2
