@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import json
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -77,8 +78,8 @@ class Request:
         self._path_url: str | None = None
         self._path = ""
         self._query: Any = None
-        self._cookies: dict[str, str] | None = None
-        self._signed_cookies: dict[str, str] | None = None
+        self._cookies: dict[str, Any] | None = None
+        self._signed_cookies: dict[str, Any] | None = None
         if target is not head.target:
             # Absolute-form: the target's authority replaces Host (RFC 9112 section 3.2.2).
             self.__dict__["_authority"] = head.target.split("://", 1)[1].split("/", 1)[0]
@@ -203,14 +204,18 @@ class Request:
     # -- cookies --------------------------------------------------------------------------------
 
     @property
-    def cookies(self) -> dict[str, str]:
-        """Cookies from the Cookie header (signed ones appear in ``signed_cookies`` instead)."""
+    def cookies(self) -> dict[str, Any]:
+        """Cookies from the Cookie header (signed ones appear in ``signed_cookies`` instead).
+
+        A value written by ``res.cookie`` from a dict or list (``j:`` + JSON) comes back as
+        that dict or list, as with Express's cookie-parser.
+        """
         if self._cookies is None:
             self._load_cookies()
         return self._cookies  # type: ignore[return-value]
 
     @property
-    def signed_cookies(self) -> dict[str, str]:
+    def signed_cookies(self) -> dict[str, Any]:
         """Cookies whose signature checks out with ``App(cookie_secret=...)``."""
         if self._signed_cookies is None:
             self._load_cookies()
@@ -222,9 +227,10 @@ class Request:
         cookies = parse_cookie_header(self.headers.get("cookie"))
         secret = self.app.settings.get("cookie_secret") if self.app is not None else None
         if secret:
-            self._cookies, self._signed_cookies = split_signed(cookies, secret)
+            plain, signed = split_signed(cookies, secret)
+            self._cookies, self._signed_cookies = _json_cookies(plain), _json_cookies(signed)
         else:
-            self._cookies, self._signed_cookies = cookies, {}
+            self._cookies, self._signed_cookies = _json_cookies(cookies), {}
 
     # -- the connection ---------------------------------------------------------------------------
 
@@ -359,6 +365,21 @@ def _origin_form(target: str) -> str:
     if slash < 0 or (0 <= query < slash):
         return "/" + (rest[query:] if query >= 0 else "")
     return rest[slash:]
+
+
+def _json_cookies(cookies: dict[str, str]) -> dict[str, Any]:
+    """cookie-parser's JSONCookies: a ``j:`` value whose JSON parses to something truthy (in
+    JavaScript's sense) is replaced by it; anything else stays the text it was."""
+    out: dict[str, Any] = cookies
+    for name, value in cookies.items():
+        if value.startswith("j:"):
+            try:
+                parsed = json.loads(value[2:])
+            except (ValueError, RecursionError):
+                continue
+            if isinstance(parsed, (dict, list)) or parsed:
+                out[name] = parsed
+    return out
 
 
 def _flatten(types: tuple[str | list[str], ...]) -> list[str]:

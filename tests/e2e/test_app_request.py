@@ -361,3 +361,18 @@ def test_a_signed_cookie_set_by_the_app_round_trips():
         r = session.get(server.url + "/set")
         assert r.status_code == 200
         assert session.get(server.url + "/read").json() == [{"n": "1"}, {"sid": "abc 123"}]
+
+
+def test_json_cookies_come_back_as_objects():
+    app = App(cookie_secret=SECRET)
+    app.get("/set", lambda req, res: res.cookie("cart", {"items": [1, 2]}).cookie("s", ["a"], signed=True).send("ok"))
+    app.get("/read", lambda req, res: res.json([req.cookies, req.signed_cookies]))
+    with app.run_in_thread() as server:
+        with requests.Session() as session:
+            session.get(server.url + "/set")
+            got = session.get(server.url + "/read").json()
+        assert got == [{"cart": {"items": [1, 2]}}, {"s": ["a"]}]
+        # like cookie-parser: only a j: value that parses to something truthy is replaced
+        raw_cookies = "a=j%3A%7Bbad; b=j:0; c=j:%22%22; d=j:%22x%22; e=j:[]; f=" + "j:" + "[" * 5000
+        got = requests.get(server.url + "/read", headers={"Cookie": raw_cookies}).json()
+        assert got[0] == {"a": "j:{bad", "b": "j:0", "c": 'j:""', "d": "x", "e": [], "f": "j:" + "[" * 5000}
