@@ -120,25 +120,34 @@ class App(Router):
         return self
 
     def render(self, view: str, context: Mapping[str, Any] | None = None) -> str:
-        """Render ``view`` (looked up under the ``views`` setting; ``.html`` added when it has no
-        extension) with the engine registered for its extension, and return the text.
+        """Render ``view`` with the engine registered for its extension and return the text.
+
+        The view is looked up under the ``views`` setting (a folder, or a list of folders tried
+        in order), ``.html`` being added when the name has no extension; as in Express,
+        ``<view>/index.<ext>`` is tried when ``<view>.<ext>`` is not a file.
 
         Raises:
             FileNotFoundError: no such view. ValueError: the view name leaves the views folder,
             or no engine is registered for its extension.
         """
-        root = os.path.abspath(str(self.settings.get("views") or "views"))
-        name = view if os.path.splitext(view)[1] else view + ".html"
-        path = os.path.abspath(os.path.join(root, name))
-        if os.path.commonpath([root, path]) != root:
-            raise ValueError(f"view {view!r} is outside the views folder")
-        ext = os.path.splitext(path)[1].lower()
-        engine = self._engine_for(ext)
+        setting = self.settings.get("views") or "views"
+        roots = [setting] if isinstance(setting, (str, os.PathLike)) else list(setting)
+        stem, ext = os.path.splitext(view)
+        name = view if ext else view + ".html"
+        ext = ext or ".html"
+        engine = self._engine_for(ext.lower())
         if engine is None:
             raise ValueError(f"no engine registered for {ext!r} views (use app.engine)")
-        if not os.path.isfile(path):
-            raise FileNotFoundError(f"view {view!r} not found in {root}")
-        return engine(path, {**self.locals, **(context or {})})
+        for folder in roots:
+            root = os.path.abspath(os.fspath(folder))
+            for candidate in (name, os.path.join(stem, "index" + ext)):
+                path = os.path.abspath(os.path.join(root, candidate))
+                if os.path.commonpath([root, path]) != root:
+                    raise ValueError(f"view {view!r} is outside the views folder")
+                if os.path.isfile(path):
+                    return engine(path, {**self.locals, **(context or {})})
+        shown = ", ".join(os.path.abspath(os.fspath(folder)) for folder in roots)
+        raise FileNotFoundError(f"view {view!r} not found in {shown}")
 
     def _engine_for(self, ext: str) -> Engine | None:
         """The engine for ``ext``: this app's, else its parents' (as Express sub-apps inherit

@@ -421,6 +421,8 @@ class Response:
             req_headers = req.headers
             if ("if-none-match" in req_headers or "if-modified-since" in req_headers) and req.fresh:
                 status = self.status_code = 304
+        if status == 205:
+            data = b""  # RFC 9110 section 15.3.6: a 205 response has no content
         if status == 204 or status == 304:
             for key in ("content-type", "content-length", "transfer-encoding"):
                 headers.pop(key, None)
@@ -494,6 +496,8 @@ class Response:
             if connection is not None and "close" in str(connection[1]).lower() and self._conn is not None:
                 self._conn._keep_alive = False
             status = self.status_code
+            if status == 205:
+                payload = b""  # RFC 9110 section 15.3.6: a 205 response has no content
             if status == 204 or status == 304:
                 payload = b""
             if self._conn is not None:

@@ -170,6 +170,17 @@ def test_no_content_statuses_strip_body_and_its_headers(status):
         assert res.header(name) is None
 
 
+def test_reset_content_has_an_empty_body():
+    app = App()
+    app.get("/send", lambda req, res: res.status(205).send("form cleared"))
+    app.get("/end", lambda req, res: res.status(205).end("form cleared"))
+    with app.run_in_thread() as server, RawClient(server) as client:
+        for path in ("/send", "/end", "/send"):
+            client.request("GET", path)
+            res = client.read_response()
+            assert (res.status, res.body, res.header("Content-Length")) == (205, b"", "0")
+
+
 def test_send_to_head_has_headers_but_no_body():
     app = served(lambda req, res: res.send("yay"))
     with app.run_in_thread() as server, RawClient(server) as client:
@@ -773,6 +784,28 @@ def test_render_with_the_built_in_engine(views):
         assert fetch(server, "/ext").text == "<p>x is 1</p><p>Site &amp; Co</p>"
         assert fetch(server, "/locals").text == "<ul>&lt;li&gt;</ul> $missing"
         assert fetch(server, "/override").text == "<p>n is 0</p><p>mine</p>"
+
+
+def test_render_precedence_index_views_and_several_folders(views, tmp_path):
+    extra = tmp_path / "extra"
+    (extra / "blog").mkdir(parents=True)
+    (extra / "blog" / "index.html").write_text("blog index $who", encoding="utf-8")
+    (extra / "only-here.html").write_text("extra $who", encoding="utf-8")
+    (views / "user.html").write_text("$who", encoding="utf-8")
+    app = App(views=[str(views), extra])
+    app.locals["who"] = "app"
+
+    def precedence(req, res):
+        res.locals["who"] = "res"
+        res.render(req.query["view"], {"who": "call"} if "call" in req.query else None)
+
+    app.get("/", precedence)
+    with app.run_in_thread() as server:
+        assert fetch(server, "/?view=user").text == "res"
+        assert fetch(server, "/?view=user&call=1").text == "call"
+        assert fetch(server, "/?view=blog").text == "blog index res"
+        assert fetch(server, "/?view=only-here").text == "extra res"
+        assert fetch(server, "/?view=nowhere").status == 500
 
 
 def test_render_with_a_registered_engine(views):
