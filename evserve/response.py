@@ -330,7 +330,10 @@ class Response:
         headers = self._headers
         if isinstance(body, str):
             data = body.encode("utf-8")
-            _utf8_type(headers, "text/html; charset=utf-8")
+            if "content-type" not in headers:
+                headers["content-type"] = ("Content-Type", "text/html; charset=utf-8")
+            else:
+                _utf8_charset(headers)
         elif isinstance(body, (bytes, bytearray, memoryview)):
             data = bytes(body)
             if "content-type" not in headers:
@@ -357,7 +360,10 @@ class Response:
             data = _json.dumps(obj, ensure_ascii=False, indent=spaces, allow_nan=False).encode("utf-8")
         else:
             data = _JSON_DUMPS(obj).encode("utf-8")
-        _utf8_type(self._headers, "application/json; charset=utf-8")
+        if "content-type" not in self._headers:
+            self._headers["content-type"] = ("Content-Type", "application/json; charset=utf-8")
+        else:
+            _utf8_charset(self._headers)
         self._send_bytes(data, etag=True)
 
     def send_status(self, code: int) -> None:
@@ -609,13 +615,10 @@ class Response:
         return f"<Response {self.status_code} for {self.req.method} {self.req.original_url}>"
 
 
-def _utf8_type(headers: dict[str, tuple[str, str | list[str]]], default: str) -> None:
-    """Give a UTF-8 text body its Content-Type: ``default``, or the one set with its charset
-    made ``utf-8`` (Express's setCharset: the bytes sent are UTF-8 whatever was declared)."""
-    entry = headers.get("content-type")
-    if entry is None:
-        headers["content-type"] = ("Content-Type", default)
-        return
+def _utf8_charset(headers: dict[str, tuple[str, str | list[str]]]) -> None:
+    """Make the charset of the Content-Type set ``utf-8`` for a body encoded in UTF-8
+    (Express's setCharset: the bytes sent are UTF-8 whatever was declared)."""
+    entry = headers["content-type"]
     value = entry[1]
     if type(value) is not str or value.endswith("charset=utf-8"):
         return
