@@ -56,7 +56,10 @@ class App(Router):
     (``True``, a hop count, or addresses/CIDRs), ``cookie_secret=None``, ``views="views"``,
     ``query_parser="extended"`` (or ``"simple"``, ``False``, or a callable), ``etag=True``,
     ``json_spaces=None``. Unknown keyword settings are kept in ``settings`` for the
-    application's own use. A sub-app mounted with ``use`` inherits the settings it was not given.
+    application's own use. A sub-app mounted with ``use`` inherits the settings it was not given,
+    also when its parent is itself mounted later (apps may be assembled bottom-up); settings are
+    copied at mount time, so give them to the constructor rather than changing ``settings``
+    afterwards.
     """
 
     def __init__(self, **settings: Any) -> None:
@@ -68,6 +71,7 @@ class App(Router):
         self.parent: App | None = None
         self.mountpath: Any = "/"
         self._engines: dict[str, Engine] = {}  # registered here; see _engine_for
+        self._children: list[App] = []  # apps mounted on this one, to pass settings down
         self.server: Server | None = None
 
     # -- mounting ---------------------------------------------------------------------------------
@@ -76,9 +80,20 @@ class App(Router):
         self.mountpath = path
         if isinstance(parent, App):
             self.parent = parent
-            for key, value in parent.settings.items():
-                if key not in self._explicit:
-                    self.settings[key] = value
+            if self not in parent._children:
+                parent._children.append(self)
+            self._inherit(parent.settings, set())
+
+    def _inherit(self, settings: Mapping[str, Any], seen: set[int]) -> None:
+        """Take the settings not given to this app from ``settings``, and pass them down."""
+        if id(self) in seen:  # an app mounted inside itself: stop
+            return
+        seen.add(id(self))
+        for key, value in settings.items():
+            if key not in self._explicit:
+                self.settings[key] = value
+        for child in self._children:
+            child._inherit(self.settings, seen)
 
     def _attach_server(self, server: Server) -> None:
         self.server = server

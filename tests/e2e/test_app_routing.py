@@ -729,6 +729,21 @@ def test_sub_apps():
         assert requests.get(server.url + "/forum/admin").text == "back in parent: True /forum/admin"
 
 
+def test_sub_apps_assembled_bottom_up_inherit_the_roots_settings():
+    root = App(json_spaces=1, custom="root")
+    mid = App(custom="mid")
+    leaf = App()
+    leaf.get("/", lambda req, res: res.json([req.app.settings["custom"], req.ip]))
+    mid.use("/leaf", leaf)  # mounted before mid is mounted on root
+    root.use("/mid", mid)
+    assert leaf.settings["json_spaces"] == 1
+    assert leaf.parent is mid and mid.parent is root
+    with root.run_in_thread() as server:
+        # json_spaces from the root, custom from the nearer parent
+        assert requests.get(server.url + "/mid/leaf").text == '[\n "mid",\n "127.0.0.1"\n]'
+
+
+
 def test_sub_app_mounted_on_a_list_and_on_a_param_path():
     app = App()
     sub = App()
