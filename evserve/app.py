@@ -259,7 +259,7 @@ def _error_page(res: Response, status: int, text: str) -> None:
     for name in ("Content-Encoding", "Content-Language", "Content-Range", "Content-Disposition", "ETag",
                  "Last-Modified"):
         res.remove(name)
-    res.status_code = status
+    res.status_code = int(status)
     res.set("Content-Type", "text/plain; charset=utf-8")
     res.set("X-Content-Type-Options", "nosniff")
     res.send(text)

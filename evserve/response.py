@@ -119,7 +119,7 @@ class Response:
         if not 100 <= code <= 999:
             raise ValueError(f"status code {code} is outside 100-999")
         self._check_fresh("set the status")
-        self.status_code = code
+        self.status_code = int(code)  # an IntEnum such as http.HTTPStatus.CREATED becomes 201
         return self
 
     def reason(self, phrase: str) -> Response:
@@ -206,9 +206,9 @@ class Response:
 
     content_type = type
 
-    def vary(self, field: str | list[str]) -> Response:
+    def vary(self, field: str | list[str] | tuple[str, ...]) -> Response:
         """Add ``field`` to the Vary header unless already there; returns ``self``."""
-        fields = field if isinstance(field, list) else [f.strip() for f in field.split(",")]
+        fields = field if isinstance(field, (list, tuple)) else [f.strip() for f in field.split(",")]
         current = self.get("Vary")
         existing = ", ".join(current) if isinstance(current, list) else (current or "")
         names = [v.strip() for v in existing.split(",") if v.strip()]

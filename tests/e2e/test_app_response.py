@@ -13,7 +13,7 @@ from datetime import datetime, timezone
 import pytest
 import requests
 
-from evserve import App, ResponseStateError
+from evserve import App, HTTPError, ResponseStateError
 
 from .conftest import DEADLINE, RawClient, wait_until
 
@@ -281,6 +281,27 @@ def test_status_sets_the_code_and_chains():
         assert fetch(server, "/teapot").status == 418
 
 
+def test_status_takes_http_status_members():
+    from http import HTTPStatus
+
+    app = App()
+    app.get("/", lambda req, res: res.status(HTTPStatus.CREATED).json(res.status_code))
+    app.get("/send", lambda req, res: res.send_status(HTTPStatus.ACCEPTED))
+    app.get("/redirect", lambda req, res: res.redirect("/x", HTTPStatus.SEE_OTHER))
+
+    def raises(req, res):
+        raise HTTPError(HTTPStatus.CONFLICT, "taken")
+
+    app.get("/error", raises)
+    with app.run_in_thread() as server:
+        res = fetch(server)
+        assert (res.status, res.reason, res.text) == (201, "Created", "201")
+        assert (fetch(server, "/send").status, fetch(server, "/send").text) == (202, "Accepted")
+        assert fetch(server, "/redirect").text == "See Other. Redirecting to /x"
+        res = fetch(server, "/error")
+        assert (res.status, res.reason, res.text) == (409, "Conflict", "taken")
+
+
 @pytest.mark.parametrize(("code", "error"), [
     ("200", TypeError), (200.0, TypeError), (None, TypeError), (True, TypeError),
     (99, ValueError), (1000, ValueError), (0, ValueError), (-200, ValueError),
@@ -437,6 +458,15 @@ def test_vary(calls, expected):
 
     with served(handler).run_in_thread() as server:
         assert fetch(server).header("Vary") == expected
+
+
+def test_vary_takes_a_tuple_and_links_add_up():
+    app = served(lambda req, res: res.vary(("Accept", "Origin")).links({"next": "/p/2"})
+                 .links({"last": "/p/9"}).send("ok"))
+    with app.run_in_thread() as server:
+        res = fetch(server)
+    assert res.header("Vary") == "Accept, Origin"
+    assert res.header("Link") == '</p/2>; rel="next", </p/9>; rel="last"'
 
 
 def test_vary_appends_to_an_existing_header():
