@@ -6,13 +6,15 @@ sockets.
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import json
 
 import pytest
 import requests
 
 from evserve import App
-from evserve.cookies import sign_value
 
 from .conftest import DEADLINE, RawClient
 
@@ -29,6 +31,12 @@ def _requests_deadline(monkeypatch):
     monkeypatch.setattr(requests.Session, "request", request)
 
 SECRET = "keyboard cat"
+
+
+def sign_value(value: str, secret: str) -> str:
+    """SPEC section 8: ``s:<value>.<base64url HMAC-SHA256 without padding>`` (an independent oracle)."""
+    mac = hmac.new(secret.encode(), value.encode(), hashlib.sha256).digest()
+    return f"s:{value}." + base64.urlsafe_b64encode(mac).rstrip(b"=").decode()
 
 
 def report(fn):

@@ -6,6 +6,9 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import re
 import threading
 from datetime import datetime, timezone
@@ -555,7 +558,9 @@ def test_cookie_options():
 
 def test_signed_cookie():
     _, got = cookies_of(lambda req, res: res.cookie("user", "tobi", signed=True).send("ok"), cookie_secret=SECRET)
-    assert re.fullmatch(r"user=s%3Atobi\.[A-Za-z0-9_-]{43}; Path=/", got[0])
+    mac = hmac.new(SECRET.encode(), b"tobi", hashlib.sha256).digest()
+    signature = base64.urlsafe_b64encode(mac).rstrip(b"=").decode()
+    assert got == [f"user=s%3Atobi.{signature}; Path=/"]
 
 
 def test_signed_cookie_without_a_secret_is_a_value_error():
