@@ -680,6 +680,23 @@ def test_nested_routers_see_relative_urls_and_restore_them():
     assert trail == [("v1 end", "/api/v1", "/items/0?x=1"), ("api end", "/api", "/v1/items/0?x=1")]
 
 
+def test_merge_params_router_sees_its_mounts_params():
+    app = App()
+    merged = Router(merge_params=True)
+    merged.get("/posts/:pid", lambda req, res: res.json(req.params))
+    merged.get("/shadow/:uid", lambda req, res: res.json(req.params))
+    merged.use(lambda req, res: res.json(["mw", req.params]))
+    plain = Router()
+    plain.get("/posts/:pid", lambda req, res: res.json(req.params))
+    app.use("/users/:uid", merged)
+    app.use("/plain/:uid", plain)
+    with app.run_in_thread() as server:
+        assert requests.get(server.url + "/users/1/posts/2").json() == {"uid": "1", "pid": "2"}
+        assert requests.get(server.url + "/users/1/shadow/9").json() == {"uid": "9"}
+        assert requests.get(server.url + "/users/1/else").json() == ["mw", {"uid": "1"}]
+        assert requests.get(server.url + "/plain/1/posts/2").json() == {"pid": "2"}
+
+
 def test_a_router_mounted_twice_and_a_router_as_plain_middleware():
     app = App()
     shared = Router()
