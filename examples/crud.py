@@ -13,8 +13,10 @@ The resource::
     PATCH  /data/:id    merge (RFC 7396 JSON merge patch) -> 200 with the record
     DELETE /data/:id    204
 
-Every error is JSON: ``{"error": "..."}`` with 400 (malformed JSON, not an object, bad id or
-paging), 404 (no such record or route), 413 (body over the limit), 415 (unsupported body type).
+Bodies are ``application/json`` (or any ``+json`` type, such as RFC 7396's
+``application/merge-patch+json``). Every error is JSON: ``{"error": "..."}`` with 400 (malformed
+JSON, not an object, bad id or paging), 404 (no such record or route), 413 (body over the limit),
+415 (unsupported body type), or 500 (the trace is logged; the client sees only the reason phrase).
 A write is committed before its response is sent, so an acknowledged record survives a
 ``kill -TERM`` of the server and a restart. SQLite calls on a local file take microseconds, so
 the handlers make them directly on the reactor; put slow work in ``evserve.to_thread``.
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sqlite3
 import threading
@@ -31,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from evserve import App, HTTPError, body_parser, cors, logger, static
+from evserve.status import reason_phrase
 
 HERE = Path(__file__).resolve().parent
 STATIC_DIR = HERE / "static"
@@ -38,6 +42,9 @@ BODY_LIMIT = "1mb"  # the JSON body limit; the server's own limit (max_body_size
 SERVER_MAX_BODY = 8 * 1024 * 1024
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
+MAX_DIGITS = 18  # integers SQLite can hold (64-bit), and well inside int()'s own digit limit
+JSON_TYPES = ["application/json", "+json"]  # +json: RFC 7396's application/merge-patch+json too
+log = logging.getLogger("crud")
 
 
 def default_db() -> str:
@@ -46,16 +53,41 @@ def default_db() -> str:
 
 
 class Store:
-    """JSON records in one SQLite table; every write is committed before it returns."""
+    """JSON records in one SQLite table; every write is committed before it returns.
+
+    The database is opened on first use (or by ``open()``), so importing this module for its
+    ``app`` creates no file until a request needs one.
+    """
 
     def __init__(self, path: str) -> None:
         self.path = path
         self._lock = threading.Lock()  # one connection, used from the reactor thread
-        self.db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        if path != ":memory:":
-            self.db.execute("PRAGMA journal_mode=WAL")
-            self.db.execute("PRAGMA synchronous=NORMAL")  # durable across a process crash
-        self.db.execute("CREATE TABLE IF NOT EXISTS records (id INTEGER PRIMARY KEY, data TEXT NOT NULL)")
+        self._db: sqlite3.Connection | None = None
+
+    @property
+    def db(self) -> sqlite3.Connection:
+        if self._db is None:
+            self.open()
+        assert self._db is not None
+        return self._db
+
+    def open(self) -> None:
+        """Open (and if need be create) the database now; a second call does nothing."""
+        if self._db is not None:
+            return
+        db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        try:
+            if self.path != ":memory:":
+                db.execute("PRAGMA journal_mode=WAL")
+                db.execute("PRAGMA synchronous=NORMAL")  # durable across a process crash
+            # AUTOINCREMENT: the id of a deleted record is never given to another one.
+            db.execute(
+                "CREATE TABLE IF NOT EXISTS records (id INTEGER PRIMARY KEY AUTOINCREMENT, data TEXT NOT NULL)"
+            )
+        except BaseException:
+            db.close()
+            raise
+        self._db = db
 
     def create(self, data: dict[str, Any]) -> int:
         with self._lock:
@@ -86,7 +118,9 @@ class Store:
             return self.db.execute("DELETE FROM records WHERE id = ?", (record_id,)).rowcount > 0
 
     def close(self) -> None:
-        self.db.close()
+        if self._db is not None:
+            self._db.close()
+            self._db = None
 
 
 def merge_patch(target: Any, patch: Any) -> Any:
@@ -105,14 +139,14 @@ def merge_patch(target: Any, patch: Any) -> Any:
 def record_id(req: Any) -> int:
     """The ``:id`` param as a positive integer, or a 400."""
     raw = req.params["id"]
-    if not raw.isascii() or not raw.isdigit() or len(raw) > 18:
+    if not raw.isascii() or not raw.isdigit() or len(raw) > MAX_DIGITS:
         raise HTTPError(400, f"id must be a positive integer, not {raw!r}")
     return int(raw)
 
 
 def json_object(req: Any) -> dict[str, Any]:
     """The request body as a JSON object, or a 400."""
-    if not req.is_type("json"):
+    if not req.is_type(JSON_TYPES):
         raise HTTPError(415, "send the record as application/json")
     if not isinstance(req.body, dict):
         raise HTTPError(400, "the body must be a JSON object")
@@ -126,6 +160,10 @@ def query_int(req: Any, name: str, default: int, maximum: int | None = None) -> 
         return default
     if not isinstance(raw, str) or not raw.isascii() or not raw.isdigit():
         raise HTTPError(400, f"{name} must be a non-negative integer")
+    if len(raw.lstrip("0")) > MAX_DIGITS:
+        if maximum is None:
+            raise HTTPError(400, f"{name} is too large")
+        return maximum
     value = int(raw)
     return min(value, maximum) if maximum is not None else value
 
@@ -191,7 +229,7 @@ def create_app(db_path: str | None = None) -> App:
             raise HTTPError(404, f"no record {rid}")
         res.status(204).end()
 
-    json_body = body_parser.json(limit=BODY_LIMIT)
+    json_body = body_parser.json(limit=BODY_LIMIT, type=JSON_TYPES)
     app.route("/data").all(json_body).post(create).get(list_records)
     app.route("/data/:id").all(json_body).get(show).put(replace).patch(update).delete(remove)
 
@@ -202,10 +240,16 @@ def create_app(db_path: str | None = None) -> App:
         status = getattr(err, "status", 500)
         if not isinstance(status, int) or not 400 <= status <= 599:
             status = 500
-        if status >= 500:
-            next(err)  # the default handler logs the trace and hides the details
+        if res.headers_sent:
+            next(err)  # too late for a JSON body: the default handler logs it and ends the response
             return
-        res.status(status).json({"error": getattr(err, "message", None) or str(err)})
+        if status >= 500:  # log the trace; show the client only the reason phrase
+            trace = err if isinstance(err, BaseException) else None
+            log.error("error on %s %s", req.method, req.original_url, exc_info=trace)
+            message = reason_phrase(status)
+        else:
+            message = getattr(err, "message", None) or str(err)
+        res.status(status).json({"error": message})
 
     app.use(not_found)
     app.use(json_errors)
@@ -222,10 +266,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=8080, help="port (default 8080)")
     parser.add_argument("--db", default=None, help="SQLite file (default $CRUD_DB or crud.sqlite3)")
     args = parser.parse_args(argv)
-    import logging
-
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     served = create_app(args.db) if args.db else app
+    served.locals["store"].open()  # a database that cannot be opened stops us here, not later
     served.listen(args.port, args.host, max_body_size=SERVER_MAX_BODY)
 
 

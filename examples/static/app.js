@@ -12,6 +12,7 @@ const statusBox = document.getElementById("status");
 const tbody = document.getElementById("records");
 const empty = document.getElementById("empty");
 let editingId = null;
+let draft = ""; // the new record being typed, kept aside while another one is edited
 
 function showError(message) {
   errorBox.textContent = message;
@@ -22,6 +23,12 @@ function showError(message) {
 function showStatus(message) {
   errorBox.hidden = true;
   statusBox.textContent = message;
+}
+
+function clearMessages() {
+  errorBox.hidden = true;
+  errorBox.textContent = "";
+  statusBox.textContent = "";
 }
 
 // Send the textarea's text as it is: the server validates it and says what is wrong.
@@ -86,6 +93,8 @@ async function createRecord() {
 }
 
 function startEdit(record) {
+  if (editingId === null) draft = input.value;
+  clearMessages(); // an old message is not about this record
   editingId = record.id;
   input.value = JSON.stringify(record.data, null, 2);
   label.textContent = `Editing record ${record.id}`;
@@ -97,6 +106,7 @@ function startEdit(record) {
 
 function stopEdit() {
   editingId = null;
+  input.value = draft; // back to the new record as it was before Edit
   label.textContent = "New record (a JSON object)";
   createBtn.hidden = false;
   saveBtn.hidden = true;
@@ -127,5 +137,8 @@ async function deleteRecord(id) {
 
 createBtn.addEventListener("click", createRecord);
 saveBtn.addEventListener("click", saveRecord);
-cancelBtn.addEventListener("click", stopEdit);
+cancelBtn.addEventListener("click", () => {
+  clearMessages();
+  stopEdit();
+});
 refresh();
