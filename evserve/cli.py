@@ -85,8 +85,15 @@ def _free_port_near(host: str, port: int) -> int | None:
     return None
 
 
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line (usage stays behind ``--help``)."""
+
+    def error(self, message: str) -> Any:  # argparse's signature says NoReturn
+        self.exit(2, f"error: {message} (see python -m evserve --help)\n")
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="python -m evserve",
         description="Serve an evserve application (or any app(req, res) callable).",
     )
