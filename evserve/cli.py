@@ -11,7 +11,7 @@ import os
 import socket
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 from evserve.config import Config
 
@@ -88,7 +88,7 @@ def _free_port_near(host: str, port: int) -> int | None:
 class _Parser(argparse.ArgumentParser):
     """An argument parser whose errors are one line (usage stays behind ``--help``)."""
 
-    def error(self, message: str) -> Any:  # argparse's signature says NoReturn
+    def error(self, message: str) -> NoReturn:
         self.exit(2, f"error: {message} (see python -m evserve --help)\n")
 
 
