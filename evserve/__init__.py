@@ -7,6 +7,10 @@ import logging
 from evserve.app import App
 from evserve.config import Config
 from evserve.errors import EvserveError, HTTPError, ParseError, ResponseStateError
+from evserve.middleware import body_parser
+from evserve.middleware.cors import cors
+from evserve.middleware.logger import logger
+from evserve.middleware.static import static
 from evserve.reactor import Reactor
 from evserve.request import Request
 from evserve.response import Response
@@ -29,9 +33,13 @@ __all__ = [
     "Router",
     "Server",
     "__version__",
+    "body_parser",
+    "cors",
+    "logger",
     "run_in_thread",
     "serve",
     "sleep",
+    "static",
     "to_thread",
 ]
 

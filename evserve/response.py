@@ -433,6 +433,9 @@ class Response:
             for key in ("content-type", "content-length", "transfer-encoding"):
                 headers.pop(key, None)
             data = b""
+        else:
+            # Recorded for res.get() and the access log; the connection writes the real one.
+            headers["content-length"] = ("Content-Length", str(len(data)))
         self._state = _DONE
         conn = self._conn
         if conn is not None:
@@ -490,6 +493,53 @@ class Response:
         if conn is not None:
             self._chunked = conn.send_head(self, self.status_code, self._lines(), content_length, self._reason)
 
+    def write_file(self, file: Any, offset: int, count: int) -> None:
+        """Send ``count`` bytes of the open binary ``file`` from ``offset`` as part of the body.
+
+        Zero-copy through ``os.sendfile`` where the OS allows it. Starts a streamed response if
+        needed (set Content-Length first to avoid chunked framing). The file is closed once
+        sent (or at once when the response has no body, as for HEAD).
+        """
+        if self._state == _DONE:
+            file.close()
+            if self.req.aborted:
+                return  # the client went away: nothing to send it to
+            raise ResponseStateError("cannot write: the response has ended")
+        if self._state == _FRESH:
+            self._start_stream()
+        conn = self._conn
+        if conn is None or count <= 0 or not _has_body(self.req.method, self.status_code):
+            file.close()
+            return
+        if self._chunked:
+            conn.send_body(self, b"%x\r\n" % count, False)
+            conn.send_file(self, file, offset, count)
+            conn.send_body(self, b"\r\n", False)
+        else:
+            conn.send_file(self, file, offset, count)
+
+    def send_file(self, path: str, root: str | None = None, max_age: float = 0, **options: Any) -> None:
+        """Send the file at ``path`` (relative to ``root`` when given) with its Content-Type,
+        ETag, Last-Modified, Cache-Control, Range and conditional-GET handling.
+
+        Options are those of ``evserve.middleware.send.send_file``. Errors (missing file 404,
+        outside ``root`` 403, ...) raise ``HTTPError`` unless a ``callback(err)`` option is
+        given, which then receives the error or ``None`` on success.
+        """
+        from evserve.middleware.send import send_file
+
+        send_file(self.req, self, path, root=root, max_age=max_age, **options)
+
+    def download(self, path: str, filename: str | None = None, **options: Any) -> None:
+        """Send the file at ``path`` as an attachment named ``filename`` (default: its base name)."""
+        from evserve.disposition import content_disposition
+        from evserve.middleware.send import send_file
+
+        name = filename if filename is not None else path.replace("\\", "/").rsplit("/", 1)[-1]
+        headers = dict(options.pop("headers", None) or {})
+        headers["Content-Disposition"] = content_disposition(name)
+        send_file(self.req, self, path, headers=headers, **options)
+
     def end(self, data: str | bytes | None = None) -> None:
         """Finish the response, sending ``data`` last (a whole response if nothing was sent)."""
         if self._state == _DONE:
@@ -506,6 +556,8 @@ class Response:
                 payload = b""  # RFC 9110 section 15.3.6: a 205 response has no content
             if status == 204 or status == 304:
                 payload = b""
+            else:
+                self._headers["content-length"] = ("Content-Length", str(len(payload)))
             if self._conn is not None:
                 self._conn.send_complete(self, status, self._lines(), payload, self._reason)
             self._finished()
@@ -628,6 +680,10 @@ def _utf8_charset(headers: dict[str, tuple[str, str | list[str]]]) -> None:
     else:
         value = value[: found.start()] + "; charset=utf-8" + value[found.end() :]
     headers["content-type"] = (entry[0], value)
+
+
+def _has_body(method: str, status: int) -> bool:
+    return not (method == "HEAD" or status < 200 or status == 204 or status == 304)
 
 
 def weak_etag(data: bytes) -> str:
