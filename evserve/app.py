@@ -216,6 +216,7 @@ class _Final:
                     res.end()
                 return
             path = req.original_url.split("?", 1)[0]
+            _clear_content_headers(res)
             _error_page(res, 404, f"Cannot {req.method} {path}")
             return
         status = getattr(err, "status", None)
@@ -232,6 +233,7 @@ class _Final:
             if conn is not None:
                 conn.abort()  # half a response is on the wire: the only honest end is to cut it
             return
+        _clear_content_headers(res)
         if isinstance(err, HTTPError):
             message = err.message
             extra: Any = err.headers
@@ -255,10 +257,14 @@ def _exc_info(err: Any) -> Any:
     return None
 
 
-def _error_page(res: Response, status: int, text: str) -> None:
+def _clear_content_headers(res: Response) -> None:
+    """Drop what described the content the handler meant to send (the error page replaces it)."""
     for name in ("Content-Encoding", "Content-Language", "Content-Range", "Content-Disposition", "ETag",
                  "Last-Modified"):
         res.remove(name)
+
+
+def _error_page(res: Response, status: int, text: str) -> None:
     res.status_code = int(status)
     res.set("Content-Type", "text/plain; charset=utf-8")
     res.set("X-Content-Type-Options", "nosniff")
