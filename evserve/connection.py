@@ -42,6 +42,7 @@ if TYPE_CHECKING:
 __all__ = ["MOVES", "Connection", "State", "Transport"]
 
 log = logging.getLogger("evserve.connection")
+app_log = logging.getLogger("evserve")  # application errors, with their traceback (STYLE.md)
 
 INF = float("inf")
 
@@ -131,6 +132,7 @@ class Connection:
         "_head",
         "_in_process",
         "_keep_alive",
+        "_no_body",
         "_parser",
         "_peer_eof",
         "_res",
@@ -176,6 +178,7 @@ class Connection:
         self._body: list[bytes] = []
         self._res: Response | None = None
         self._keep_alive = True
+        self._no_body = False  # the streamed response now sent may carry no body (HEAD, 204, 304)
         self._peer_eof = False
         self._stopping = False
         self._in_process = False
@@ -314,7 +317,7 @@ class Connection:
         try:
             self.app(req, res)
         except Exception:
-            log.exception("unhandled error in application %r", self.app)
+            app_log.exception("unhandled error in application %r", self.app)
             if self._res is res:
                 if res.headers_sent:
                     self.abort()
@@ -376,7 +379,8 @@ class Connection:
         version = head.http_version if head is not None else "1.1"
         lines.append(("Date", http_date(int(time.time()))))
         chunked = False
-        if not body_allowed(method, status):
+        self._no_body = no_body = not body_allowed(method, status)
+        if no_body:
             if status != 204 and status != 304 and content_length is not None:
                 lines.append(("Content-Length", str(content_length)))
         elif content_length is not None:
@@ -394,14 +398,14 @@ class Connection:
         return chunked
 
     def send_body(self, res: Response, data: bytes, chunked: bool) -> None:
-        """Send a piece of a streamed body (already known to be allowed for this response)."""
-        if self._res is not res or not data:
+        """Send a piece of a streamed body; dropped when the response may carry none."""
+        if self._res is not res or not data or self._no_body:
             return
         self.transport.write(frame_chunk(data) if chunked else data)
 
     def send_file(self, res: Response, file: Any, offset: int, count: int) -> None:
         """Send ``count`` bytes of ``file`` as (part of) a Content-Length-framed body."""
-        if self._res is not res:
+        if self._res is not res or self._no_body:
             file.close()
             return
         self.transport.send_file(file, offset, count)
@@ -412,6 +416,7 @@ class Connection:
             return
         if chunked:
             self.transport.write(LAST_CHUNK)
+        self._no_body = False
         self._finish(res)
 
     def send_informational(self, res: Response, status: int, lines: list[tuple[str, str]]) -> None:
@@ -449,7 +454,7 @@ class Connection:
         else:
             self._move(_IDLE)
             self.deadline = self._clock() + self._config.keepalive_timeout
-            if self._peer_eof:
+            if self._peer_eof or self._stopping:  # stopping: shutdown() came while WRITING
                 self._close()
 
     def drained(self) -> None:

@@ -227,10 +227,13 @@ class Reactor:
     # -- running ------------------------------------------------------------------------------
 
     def run(self) -> None:
-        """Run the loop until ``stop()`` is called."""
+        """Run the loop until ``stop()`` is called.
+
+        A ``stop()`` that comes before ``run()`` starts (from another thread, racing with it)
+        is not lost: ``run()`` then returns at once, and the reactor may be run again later.
+        """
         if self._running:
             raise RuntimeError("the reactor is already running")
-        self._stopping = False
         self._running = True
         self.thread_id = threading.get_ident()
         try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import signal
 import socket
@@ -20,6 +21,8 @@ __all__ = ["Server", "bind_socket", "run_in_thread", "serve"]
 log = logging.getLogger("evserve")
 
 ACCEPTS_PER_WAKE = 64  # bounded, so a connection storm cannot starve established connections
+ACCEPT_BACKOFF = 0.1  # seconds accepting pauses when the process runs out of descriptors
+_ACCEPT_RESOURCE_ERRORS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 
 
 def bind_socket(
@@ -80,6 +83,9 @@ class Server:
         self.host = host
         self._family = self._sock.family
         self._connections: set[Connection] = set()
+        # Transports whose connection is over but whose socket still lingers (see
+        # SocketTransport._finish_close): closed at the latest when the server stops.
+        self._lingering: set[SocketTransport] = set()
         self._accepting = False
         self._sweep_handle: Any = None
         self._tick = min(
@@ -129,6 +135,10 @@ class Server:
             self._accepting = True
             self.reactor._register(self._sock, EVENT_READ, self._on_accept)
 
+    def _resume_accepting(self) -> None:
+        if not self._shutting_down and len(self._connections) < self.config.max_connections:
+            self._start_accepting()
+
     def _stop_accepting(self) -> None:
         if self._sock is not None and self._accepting:
             self._accepting = False
@@ -148,9 +158,17 @@ class Server:
                 sock, peer = lsock.accept()
             except (BlockingIOError, InterruptedError):
                 return
-            except OSError as exc:  # EMFILE, ENFILE, ECONNABORTED...
-                log.warning("accept failed: %s", exc)
-                return
+            except OSError as exc:
+                if exc.errno in _ACCEPT_RESOURCE_ERRORS:
+                    # Out of descriptors or memory: the pending connection stays queued and the
+                    # socket stays readable, so retrying now would spin. Pause a moment (a
+                    # closed connection resumes accepting sooner).
+                    log.warning("accept failed: %s; pausing accepts for %.1f s", exc, ACCEPT_BACKOFF)
+                    self._stop_accepting()
+                    self.reactor.call_later(ACCEPT_BACKOFF, self._resume_accepting)
+                    return
+                log.debug("accept failed: %s", exc)  # ECONNABORTED and the like: that peer only
+                continue
             self._add_connection(sock, peer)
 
     def _add_connection(self, sock: socket.socket, peer: Any) -> None:
@@ -171,6 +189,10 @@ class Server:
 
     def _on_connection_closed(self, conn: Connection) -> None:
         self._connections.discard(conn)
+        transport = conn.transport
+        if type(transport) is SocketTransport and transport.is_lingering:
+            self._lingering.add(transport)
+            transport.on_closed = self._lingering.discard
         if not self._accepting and not self._shutting_down and \
                 len(self._connections) < self.config.max_connections:
             self._start_accepting()
@@ -249,6 +271,11 @@ class Server:
         if self._sweep_handle is not None:
             self._sweep_handle.cancel()
             self._sweep_handle = None
+        # Every response has been flushed to the kernel by now; lingering sockets would
+        # outlive the reactor (and leak) if their timers never run, so close them here.
+        for transport in list(self._lingering):
+            transport.end_linger()
+        self._lingering.clear()
         self._closed.set()
 
     @property

@@ -15,6 +15,7 @@ import selectors
 import socket
 import struct
 from collections import deque
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -69,6 +70,7 @@ class SocketTransport:
         "conn",
         "high_water",
         "low_water",
+        "on_closed",
         "write_deadline",
         "write_timeout",
     )
@@ -89,6 +91,8 @@ class SocketTransport:
         self._closing = False
         self._use_sendfile = _HAS_SENDFILE
         self._events = EVENT_READ
+        # Called with the transport once its socket is closed (set by whoever tracks lingerers).
+        self.on_closed: Callable[[SocketTransport], object] | None = None
         reactor._register(sock, EVENT_READ, self._on_event)
 
     # -- reactor callback -----------------------------------------------------------------
@@ -128,7 +132,14 @@ class SocketTransport:
         finally:
             self._corked = None
             if corked and self._sock is not None:
-                self._write_now(corked[0] if len(corked) == 1 else b"".join(corked))
+                out = corked[0] if len(corked) == 1 else b"".join(corked)
+                self._write_now(out)
+                # Corked bytes count as unsent, so a writer may have been told to wait (or the
+                # connection left in WRITING) above the high-water mark. If the kernel took
+                # everything, no writability event will come to say so: say it now.
+                if len(out) > self.high_water and not self._out and self._sock is not None \
+                        and self.conn is not None:
+                    self.conn.drained()
 
     # -- writing --------------------------------------------------------------------------
 
@@ -172,8 +183,11 @@ class SocketTransport:
             return
         corked = self._corked
         if corked:
-            self._corked = []
-            self._write_now(b"".join(corked))
+            # Flush what is corked ahead of the file. Empty the list in place: _read still
+            # holds it and sends whatever is in it (written after the file) when it uncorks.
+            data = b"".join(corked)
+            corked.clear()
+            self._write_now(data)
             if self.is_closed:  # the send failed and aborted
                 file.close()
                 return
@@ -230,7 +244,8 @@ class SocketTransport:
                 self._finish_close()
                 return
         if self._out_size <= self.low_water:
-            if self._paused is False and not self._events & EVENT_READ and not self._closing:
+            if self._paused is False and not self._events & EVENT_READ and not self._closing \
+                    and self.conn is not None and not self.conn._peer_eof:  # EOF stays readable
                 self._set_events(self._events | EVENT_READ)
             if progressed and self.conn is not None:
                 self.conn.drained()
@@ -338,8 +353,9 @@ class SocketTransport:
         self._closing = True
         corked = self._corked
         if corked:
-            self._corked = []
-            self._write_now(b"".join(corked))
+            data = b"".join(corked)
+            corked.clear()  # in place: _read must not send these bytes a second time
+            self._write_now(data)
             if self.is_closed:
                 return
         if self._events & EVENT_READ:
@@ -365,13 +381,35 @@ class SocketTransport:
         except OSError:
             self._teardown()
             return
-        conn, self.conn = self.conn, None
-        if conn is not None:
-            conn.connection_lost()  # the HTTP connection is over; only the socket lingers
         self._out_size = LINGER_SIZE
         self._set_events(EVENT_READ)
         self._reactor._modify(sock, EVENT_READ, self._linger_read)
         self._reactor.call_later(LINGER_TIME, self._teardown)
+        conn, self.conn = self.conn, None
+        if conn is not None:
+            # The HTTP connection is over; only the socket lingers. Told last, because its
+            # owner may end the lingering at once (a server that has just finished stopping).
+            conn.connection_lost()
+
+    @property
+    def is_lingering(self) -> bool:
+        """Whether the connection is over and only the socket lingers (see ``_finish_close``)."""
+        return self._sock is not None and self.conn is None and self._closing
+
+    def end_linger(self) -> None:
+        """Stop lingering now: discard the input already received, then close the socket."""
+        sock = self._sock
+        if sock is None:
+            return
+        try:
+            while self._out_size > 0:  # the linger budget, as in _linger_read
+                data = sock.recv(RECV_SIZE)
+                if not data:
+                    break
+                self._out_size -= len(data)
+        except OSError:
+            pass  # nothing more to read now (or the peer is gone): close either way
+        self._teardown()
 
     def _linger_read(self, mask: int) -> None:
         sock = self._sock
@@ -422,6 +460,10 @@ class SocketTransport:
         conn = self.conn
         if conn is not None:
             conn.connection_lost()
+        on_closed = self.on_closed
+        if on_closed is not None:
+            self.on_closed = None
+            on_closed(self)
 
     @property
     def is_closed(self) -> bool:

@@ -19,6 +19,7 @@ log = logging.getLogger("evserve")
 
 RESTART_WINDOW = 1.0  # a worker dying sooner than this after its start counts as a crash loop
 MAX_QUICK_DEATHS = 5  # consecutive quick deaths after which the master gives up
+_STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
 
 
 def _config_kwargs(config: Config) -> dict[str, Any]:
@@ -46,12 +47,22 @@ def serve_workers(app: Any, host: str, port: int, config: Config) -> None:
     quick_deaths = 0
 
     def start_worker() -> None:
-        pid = os.fork()
-        if pid == 0:  # the worker
+        # Block the stop signals across fork: a worker must never run the master's handler
+        # (it would signal its siblings and swallow its own stop) before it has its own.
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
+        try:
+            pid = os.fork()
+        except BaseException:
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+            raise
+        if pid != 0:
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+        else:  # the worker
             code = 0
             try:
                 signal.signal(signal.SIGINT, signal.SIG_DFL)
                 signal.signal(signal.SIGTERM, signal.SIG_DFL)
+                signal.pthread_sigmask(signal.SIG_SETMASK, mask)
                 if reuse_port:
                     master_sock.close()
                     sock = bind_socket(host, real_port, config.backlog, reuse_port=True)
