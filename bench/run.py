@@ -34,6 +34,7 @@ import json
 import os
 import resource
 import selectors
+import signal
 import statistics
 import subprocess
 import sys
@@ -341,9 +342,15 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return args
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    """SIGTERM: unwind like Ctrl-C, so every server started so far is stopped."""
+    raise KeyboardInterrupt
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the chosen scenarios for the chosen servers and print the report."""
     args = parse_args(argv)
+    signal.signal(signal.SIGTERM, _interrupt)
     limit = raise_nofile_limit()
     if limit < args.idle_connections + 100 and "idle" in args.scenario_list:
         progress(
@@ -368,35 +375,42 @@ def main(argv: Sequence[str] | None = None) -> int:
     results: dict[tuple[str, str], Result] = {}
     workers: dict[str, Result] = {}
     scenarios = [s for s in WRK_SCENARIOS if s.name in args.scenario_list]
+    interrupted = False
     with tempfile.TemporaryDirectory(prefix="evserve-bench-") as tmp:
         opts = Options(args.duration, args.runs, args.warmup, args.idle_connections, pin, Path(tmp))
-        for scenario in scenarios:
-            progress(f"== {scenario.name}")
-            for server in args.servers:
-                results[server.name, scenario.name] = bench_wrk(server, scenario, opts)
-        if "idle" in args.scenario_list:
-            progress("== idle")
-            for server in args.servers:
-                results[server.name, "idle"] = bench_idle(server, opts)
-        if "workers" in args.scenario_list:
-            progress("== workers")
-            evserve = SERVERS[0]
-            plaintext = WRK_SCENARIOS[0]
-            workers["w1 pinned"] = bench_wrk(evserve, plaintext, opts, ["--workers", "1"])
-            workers["w1 unpinned"] = bench_wrk(
-                evserve, plaintext, opts, ["--workers", "1"], pinned=False
-            )
-            workers["w2 unpinned"] = bench_wrk(
-                evserve, plaintext, opts, ["--workers", "2"], pinned=False
-            )
+        try:
+            for scenario in scenarios:
+                progress(f"== {scenario.name}")
+                for server in args.servers:
+                    results[server.name, scenario.name] = bench_wrk(server, scenario, opts)
+            if "idle" in args.scenario_list:
+                progress("== idle")
+                for server in args.servers:
+                    results[server.name, "idle"] = bench_idle(server, opts)
+            if "workers" in args.scenario_list:
+                progress("== workers")
+                evserve, plaintext = SERVERS[0], WRK_SCENARIOS[0]
+                for name, count, pinned in (
+                    ("w1 pinned", 1, True),
+                    ("w1 unpinned", 1, False),
+                    ("w2 unpinned", 2, False),
+                ):
+                    workers[name] = bench_wrk(
+                        evserve, plaintext, opts, ["--workers", str(count)], pinned
+                    )
+        except KeyboardInterrupt:  # Ctrl-C or SIGTERM: every server is already stopped
+            interrupted = True
+            progress("interrupted: reporting what was measured")
 
     report = render(
         args.servers, scenarios, results, workers, opts, args.load_start, time.monotonic() - started
     )
+    if interrupted:
+        report += "\n\n**Interrupted**: the tables above are partial."
     print(report)
     if args.output:
         args.output.write_text(report + "\n")
-    return 0
+    return 130 if interrupted else 0
 
 
 if __name__ == "__main__":

@@ -1,8 +1,11 @@
 """Peer: a plain WSGI app on waitress (its default 4 worker threads).
 
 waitress's defaults are raised where they would make some scenarios impossible, not faster:
-``connection_limit`` (default 100) for the 1,000- and 10,000-connection runs, and
-``asyncore_use_poll`` because ``select()`` cannot watch file descriptors above 1023.
+``connection_limit`` (default 100) for the 1,000- and 10,000-connection runs;
+``asyncore_use_poll`` because ``select()`` cannot watch file descriptors above 1023; and
+``channel_timeout`` (its idle timeout, default 120 s) to 600 s, because waitress needs one to
+three minutes just to accept 10,000 connections (its loop polls every connection on every turn),
+so the first ones would be closed before the last one is open.
 
 Run with the peers virtualenv: ``bench/.venv-peers/bin/python bench/peers/waitress_server.py --port 8080``.
 """
@@ -61,7 +64,7 @@ def main() -> None:
         port=args.port,
         backlog=1024,
         connection_limit=12000,
-        channel_timeout=120,
+        channel_timeout=600,
         asyncore_use_poll=True,
         _quiet=True,
     )
