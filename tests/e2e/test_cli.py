@@ -257,7 +257,9 @@ def test_a_port_in_use_is_an_error_suggesting_another_port(workdir):
 def test_a_bad_option_is_an_error_and_exit_2(workdir, args, expected):
     out = run_cli(workdir, *(["hello_app:app"] if expected else []), *args)
     assert out.returncode == 2, out
-    last = out.stderr.splitlines()[-1]
-    assert last.startswith("python -m evserve: error: "), out.stderr
+    lines = out.stderr.splitlines()
+    assert len(lines) == 1, out.stderr  # one line: the usage block stays behind --help
+    last = lines[0]
+    assert last.startswith("error: ") and last.endswith("(see python -m evserve --help)"), last
     assert re.search(expected or "required: target", last), last
     assert "Traceback" not in out.stderr
