@@ -32,7 +32,14 @@ from evserve.config import Config
 from evserve.errors import ParseError
 from evserve.parser import BodyChunk, EndOfMessage, RequestHead, RequestParser
 from evserve.status import reason_phrase
-from evserve.writer import LAST_CHUNK, body_allowed, frame_chunk, http_date, serialize_head
+from evserve.writer import (
+    LAST_CHUNK,
+    body_allowed,
+    frame_chunk,
+    http_date,
+    serialize_head,
+    status_line,
+)
 
 if TYPE_CHECKING:
     from evserve.reactor import Reactor
@@ -47,16 +54,20 @@ app_log = logging.getLogger("evserve")  # application errors, with their traceba
 INF = float("inf")
 
 
-class State(enum.Enum):
-    """Where a connection is in its request/response cycle."""
+class State(enum.IntEnum):
+    """Where a connection is in its request/response cycle.
 
-    IDLE = "idle"  # waiting for the first byte of a request (keepalive_timeout)
-    READING_HEADERS = "reading-headers"  # part of a head received (header_timeout)
-    READING_BODY = "reading-body"  # head parsed, body arriving (body_timeout)
-    HANDLED = "handled"  # the application owns the request; it may answer now or later
-    WRITING = "writing"  # response complete, output waiting for the peer to read
-    CLOSING = "closing"  # the last response is flushing; the connection closes after it
-    CLOSED = "closed"  # nothing more happens
+    An ``IntEnum`` so that the ``MOVES`` lookups on the per-request path hash in C (a plain
+    ``Enum`` hashes through a Python-level ``__hash__``).
+    """
+
+    IDLE = 1  # waiting for the first byte of a request (keepalive_timeout)
+    READING_HEADERS = 2  # part of a head received (header_timeout)
+    READING_BODY = 3  # head parsed, body arriving (body_timeout)
+    HANDLED = 4  # the application owns the request; it may answer now or later
+    WRITING = 5  # response complete, output waiting for the peer to read
+    CLOSING = 6  # the last response is flushing; the connection closes after it
+    CLOSED = 7  # nothing more happens
 
 
 _S = State
@@ -298,9 +309,7 @@ class Connection:
     # -- handing requests to the application -------------------------------------------------
 
     def _dispatch(self) -> None:
-        from evserve.request import Request  # the app layer sits above; imported once, lazily
-        from evserve.response import Response
-
+        Request, Response = _REQUEST_CLASSES or _load_request_classes()
         head = self._head
         if head is None:  # pragma: no cover - the parser always gives a head first
             raise RuntimeError("end of message without a head")
@@ -333,38 +342,43 @@ class Connection:
         self,
         res: Response,
         status: int,
-        lines: list[tuple[str, str]],
+        block: str,
         body: bytes,
         reason: str | None = None,
     ) -> None:
-        """Send a whole response with a body of known size, then finish the request."""
+        """Send a whole response with a body of known size, then finish the request.
+
+        ``block`` is the application's header lines, already validated and formatted as
+        ``"Name: value\r\n"`` each; the framing headers (Date, Content-Length, Connection) are
+        the connection's to add.
+        """
         if self._res is not res:
             return  # the connection was lost, or this is a stale response
         head = self._head
-        method = head.method if head is not None else "GET"
-        keep_alive = self._keep_alive
-        lines.append(("Date", http_date(int(time.time()))))
         if status < 200 or status == 204:
             body = b""
-        elif method == "HEAD" or status == 304:
-            if status != 304:
-                lines.append(("Content-Length", str(len(body))))
+            tail = _date_line() + _connection_line(self._keep_alive, head)
+        elif (head is not None and head.method == "HEAD") or status == 304:
+            length = "" if status == 304 else f"Content-Length: {len(body)}\r\n"
             body = b""
+            tail = _date_line() + length + _connection_line(self._keep_alive, head)
         else:
-            lines.append(("Content-Length", str(len(body))))
-        if not keep_alive:
-            lines.append(("Connection", "close"))
-        elif head is not None and head.http_version == "1.0":
-            lines.append(("Connection", "keep-alive"))
-        data = serialize_head(status, lines, reason, validate=False)
-        self.transport.write(data + body if body else data)
+            tail = f"{_date_line()}Content-Length: {len(body)}\r\n{_connection_line(self._keep_alive, head)}"
+        data = f"{status_line(status, reason)}{block}{tail}\r\n".encode("latin-1")
+        if not body:
+            self.transport.write(data)
+        elif len(body) < 65536:
+            self.transport.write(data + body)
+        else:
+            self.transport.write(data)
+            self.transport.write(body)
         self._finish(res)
 
     def send_head(
         self,
         res: Response,
         status: int,
-        lines: list[tuple[str, str]],
+        block: str,
         content_length: int | None,
         reason: str | None = None,
     ) -> bool:
@@ -377,24 +391,21 @@ class Connection:
         head = self._head
         method = head.method if head is not None else "GET"
         version = head.http_version if head is not None else "1.1"
-        lines.append(("Date", http_date(int(time.time()))))
+        framing = ""
         chunked = False
         self._no_body = no_body = not body_allowed(method, status)
         if no_body:
             if status != 204 and status != 304 and content_length is not None:
-                lines.append(("Content-Length", str(content_length)))
+                framing = f"Content-Length: {content_length}\r\n"
         elif content_length is not None:
-            lines.append(("Content-Length", str(content_length)))
+            framing = f"Content-Length: {content_length}\r\n"
         elif version == "1.1":
             chunked = True
-            lines.append(("Transfer-Encoding", "chunked"))
+            framing = "Transfer-Encoding: chunked\r\n"
         else:
             self._keep_alive = False  # close-delimited body for an HTTP/1.0 client
-        if not self._keep_alive:
-            lines.append(("Connection", "close"))
-        elif version == "1.0":
-            lines.append(("Connection", "keep-alive"))
-        self.transport.write(serialize_head(status, lines, reason, validate=False))
+        tail = _date_line() + framing + _connection_line(self._keep_alive, head)
+        self.transport.write(f"{status_line(status, reason)}{block}{tail}\r\n".encode("latin-1"))
         return chunked
 
     def send_body(self, res: Response, data: bytes, chunked: bool) -> None:
@@ -422,7 +433,7 @@ class Connection:
     def send_informational(self, res: Response, status: int, lines: list[tuple[str, str]]) -> None:
         """Send a 1xx interim response (e.g. 103 Early Hints) before the final one."""
         if self._res is res and 100 <= status < 200:
-            self.transport.write(serialize_head(status, lines, validate=False))
+            self.transport.write(serialize_head(status, lines))
 
     def write_blocked(self) -> bool:
         """Whether unsent output is above the high-water mark (the writer should wait)."""
@@ -531,3 +542,38 @@ class Connection:
             return
         self.transport.abort()
         self.connection_lost()
+
+
+# The app layer sits above this one: its Request/Response classes are imported on first use.
+_REQUEST_CLASSES: tuple[type[Request], type[Response]] | None = None
+
+
+def _load_request_classes() -> tuple[type[Request], type[Response]]:
+    global _REQUEST_CLASSES
+    from evserve.request import Request
+    from evserve.response import Response
+
+    _REQUEST_CLASSES = (Request, Response)
+    return _REQUEST_CLASSES
+
+
+_date_second = -1
+_date = ""
+
+
+def _date_line() -> str:
+    """The ``Date`` header line, formatted at most once per second."""
+    global _date_second, _date
+    now = int(time.time())
+    if now != _date_second:
+        _date = f"Date: {http_date(now)}\r\n"
+        _date_second = now
+    return _date
+
+
+def _connection_line(keep_alive: bool, head: RequestHead | None) -> str:
+    if not keep_alive:
+        return "Connection: close\r\n"
+    if head is not None and head.http_version == "1.0":
+        return "Connection: keep-alive\r\n"
+    return ""

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import html
 import json as _json
 import re
+import zlib
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
+from json.encoder import c_encode_basestring as _c_encode_basestring  # type: ignore[attr-defined]
+from json.encoder import c_make_encoder as _c_make_encoder  # type: ignore[attr-defined]
 from typing import TYPE_CHECKING, Any
 
 from evserve.errors import ResponseStateError
@@ -39,6 +40,22 @@ _URL_SAFE = frozenset(
 )
 _PERCENT_ESCAPE = re.compile(r"%[0-9A-Fa-f]{2}")
 _JSON_DUMPS = _json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
+
+
+def _json_default(obj: Any) -> Any:
+    raise TypeError(f"Object of type {type(obj).__name__} is not JSON serializable")
+
+
+def _compact_json(obj: Any) -> str:
+    """``json.dumps(obj, ensure_ascii=False, separators=(",", ":"), allow_nan=False)``, without
+    the Python-level layers of ``JSONEncoder.encode`` (measured at half the cost of a small
+    response): the C encoder is called directly when the interpreter has it."""
+    if _c_make_encoder is None or _c_encode_basestring is None:  # pragma: no cover - PyPy etc.
+        return _JSON_DUMPS(obj)
+    if type(obj) is str:
+        return _c_encode_basestring(obj)  # type: ignore[no-any-return]
+    encoder = _c_make_encoder({}, _json_default, _c_encode_basestring, None, ":", ",", False, False, False)
+    return "".join(encoder(obj, 0))
 
 
 class Response:
@@ -359,7 +376,7 @@ class Response:
         if spaces:
             data = _json.dumps(obj, ensure_ascii=False, indent=spaces, allow_nan=False).encode("utf-8")
         else:
-            data = _JSON_DUMPS(obj).encode("utf-8")
+            data = _compact_json(obj).encode("utf-8")
         if "content-type" not in self._headers:
             self._headers["content-type"] = ("Content-Type", "application/json; charset=utf-8")
         else:
@@ -424,8 +441,8 @@ class Response:
         if etag and "etag" not in headers and self._etag_enabled():
             headers["etag"] = ("ETag", weak_etag(data))
         if 200 <= status < 300 and (req.method == "GET" or req.method == "HEAD"):
-            req_headers = req.headers
-            if ("if-none-match" in req_headers or "if-modified-since" in req_headers) and req.fresh:
+            conditional = req.headers._index
+            if ("if-none-match" in conditional or "if-modified-since" in conditional) and req.fresh:
                 status = self.status_code = 304
         if status == 205:
             data = b""  # RFC 9110 section 15.3.6: a 205 response has no content
@@ -439,12 +456,24 @@ class Response:
         self._state = _DONE
         conn = self._conn
         if conn is not None:
-            conn.send_complete(self, status, self._lines(), data, self._reason)
+            conn.send_complete(self, status, self._header_block(), data, self._reason)
         self._finished()
 
     def _etag_enabled(self) -> bool:
         app = self.req.app
         return app is None or app.settings.get("etag", True) is not False
+
+    def _header_block(self) -> str:
+        """The header lines to send, formatted (names and values were validated when set)."""
+        parts: list[str] = []
+        for key, (name, value) in self._headers.items():
+            if key in _FRAMING:
+                continue
+            if type(value) is str:
+                parts.append(f"{name}: {value}\r\n")
+            else:
+                parts.extend([f"{name}: {v}\r\n" for v in value])
+        return "".join(parts)
 
     def _lines(self) -> list[tuple[str, str]]:
         lines: list[tuple[str, str]] = []
@@ -491,7 +520,8 @@ class Response:
         self._state = _STREAMING
         conn = self._conn
         if conn is not None:
-            self._chunked = conn.send_head(self, self.status_code, self._lines(), content_length, self._reason)
+            self._chunked = conn.send_head(self, self.status_code, self._header_block(), content_length,
+                                           self._reason)
 
     def write_file(self, file: Any, offset: int, count: int) -> None:
         """Send ``count`` bytes of the open binary ``file`` from ``offset`` as part of the body.
@@ -559,7 +589,7 @@ class Response:
             else:
                 self._headers["content-length"] = ("Content-Length", str(len(payload)))
             if self._conn is not None:
-                self._conn.send_complete(self, status, self._lines(), payload, self._reason)
+                self._conn.send_complete(self, status, self._header_block(), payload, self._reason)
             self._finished()
             return
         conn = self._conn
@@ -687,9 +717,9 @@ def _has_body(method: str, status: int) -> bool:
 
 
 def weak_etag(data: bytes) -> str:
-    """A weak validator from the body's length and a fast 72-bit BLAKE2 digest."""
-    digest = base64.urlsafe_b64encode(hashlib.blake2b(data, digest_size=9).digest()).decode("ascii")
-    return f'W/"{len(data):x}-{digest}"'
+    """A weak validator from the body's length and two cheap 32-bit checksums (CRC-32 and
+    Adler-32): 96 bits that change with the content, computed in C at memory speed."""
+    return f'W/"{len(data):x}-{zlib.crc32(data):08x}{zlib.adler32(data):08x}"'
 
 
 def encode_url(url: str) -> str:

@@ -25,6 +25,7 @@ __all__ = [
     "frame_chunk",
     "http_date",
     "serialize_head",
+    "status_line",
     "validate_header",
     "validate_reason",
 ]
@@ -115,6 +116,24 @@ def serialize_head(
     return "".join(parts).encode("latin-1")
 
 
+def status_line(status: int, reason: str | None = None) -> str:
+    """The status line with its CRLF, e.g. ``"HTTP/1.1 200 OK\\r\\n"`` (cached for standard codes).
+
+    Raises:
+        ValueError: a status outside 100-999, or a control character in ``reason``.
+    """
+    if reason is None:
+        line = _STATUS_LINES.get(status)
+        if line is not None:
+            return line
+    if not 100 <= status <= 999:
+        raise ValueError(f"status {status} is outside 100-999")
+    if reason is None:
+        return f"HTTP/1.1 {status} {status}\r\n"
+    validate_reason(reason)
+    return f"HTTP/1.1 {status} {reason}\r\n"
+
+
 def frame_chunk(data: bytes) -> bytes:
     """Frame ``data`` as one chunk of the chunked transfer coding (empty data gives ``b""``)."""
     if not data:
@@ -125,9 +144,10 @@ def frame_chunk(data: bytes) -> bytes:
 class ResponseWriter:
     """Frames one response for one request: decides the framing, then turns calls into bytes.
 
-    Use ``head`` once, then ``body`` any number of times, then ``end`` once; each returns the
-    bytes to send. ``keep_alive`` tells, after ``head``, whether the connection may carry
-    another request once this response has been sent.
+    Use ``head`` once (after any number of interim 1xx heads), then ``body`` any number of
+    times, then ``end`` once; each returns the bytes to send. ``keep_alive`` tells, after
+    ``head``, whether the connection may carry another request once this response has been
+    sent.
 
     Args:
         method: the request method (``HEAD`` suppresses the body).
@@ -179,14 +199,14 @@ class ResponseWriter:
         """
         if self._started:
             raise RuntimeError("the response head was already written")
-        self._started = True
         lines = list(headers)
         if date is not None:
             lines.append(("Date", date))
-        interim = status < 200
         self._has_body = body_allowed(self.method, status)
-        if interim:
+        if status < 200:
+            # RFC 9110 section 15.2: any number of interim (1xx) heads may precede the final one.
             return serialize_head(status, lines, reason, validate=validate)
+        self._started = True
         if status == 204:
             pass  # RFC 9110 section 8.6: no Content-Length in a 204
         elif not self._has_body:
