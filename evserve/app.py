@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from evserve.errors import HTTPError
-from evserve.router import Router
+from evserve.router import Router, _Walk
 from evserve.status import reason_phrase
 
 if TYPE_CHECKING:
@@ -104,7 +104,7 @@ class App(Router):
         """Handle a request: ``app(req, res)`` at the top, ``app(req, res, next)`` when mounted."""
         if next_ is None:
             req.app = self
-            self.handle(req, res, _Final(self, req, res))
+            _Walk(self, req, res, _Final(self, req, res)).run(None)
         else:
             self.handle(req, res, next_)
 

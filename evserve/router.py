@@ -119,12 +119,15 @@ class _Step:
 class Route:
     """The handlers of one path, by method. Verb methods add handlers and return the route."""
 
-    __slots__ = ("methods", "path", "stack")
+    __slots__ = ("methods", "path", "single", "stack")
 
     def __init__(self, path: Any) -> None:
         self.path = path
         self.stack: list[_Step] = []
         self.methods: set[str] = set()  # upper-case; "_all" when all() was used
+        # The lone synchronous (req, res) handler, when that is all the route has: the router
+        # calls it directly, with no per-request walk object (the common case).
+        self.single: _Step | None = None
 
     def handles_method(self, method: str) -> bool:
         """Whether some handler of this route answers ``method`` (HEAD falls back to GET)."""
@@ -150,6 +153,8 @@ class Route:
             step = _Step(fn, method)
             self.stack.append(step)
         self.methods.add(method or "_all")
+        only = self.stack[0]
+        self.single = only if len(self.stack) == 1 and only.role == HANDLER and not only.is_async else None
         return self
 
     def all(self, *handlers: Any) -> Route:
@@ -471,15 +476,18 @@ class _Walk:
         res = self.res
         stack = router.stack
         while True:
-            self._restore_mount()
-            if err == "router":
-                self._leave(None)
-                return
-            if err == "route":
-                err = None
-            if req.path is not self.path and req.path != self.path:
+            if self.removed:
+                self._restore_mount()
+            if err is not None:
+                if err == "router":
+                    self._leave(None)
+                    return
+                if err == "route":
+                    err = None
+            path = req.path
+            if path is not self.path and path != self.path:
                 # A middleware rewrote req.url: look the candidates up again from here on.
-                self.path = req.path
+                self.path = path
                 start = stack[self.candidates[self.pos - 1]].index + 1 if self.pos else 0
                 self.candidates = [i for i in router._candidates(self.path) if i >= start]
                 self.pos = 0
@@ -497,6 +505,20 @@ class _Walk:
                     params = {**self.saved_params, **params}
                 req.params = params
                 req.route = route
+                single = route.single
+                if single is not None:
+                    try:
+                        result = single.fn(req, res)
+                    except Exception as exc:
+                        err = exc
+                        continue
+                    if result is not None and inspect.iscoroutine(result):
+                        outcome = _await_result(self, result, (req, res))
+                        if outcome is _NOTHING:
+                            return
+                        err = outcome
+                        continue
+                    return
                 outcome = _RouteWalk(route, req, res, self).run()
                 if outcome is _NOTHING:
                     return  # the route owns the request now
@@ -689,6 +711,21 @@ def _call(walk: Any, fn: Callable[..., Any], args: tuple[Any, ...], err: Any, ro
     pending = walk.pending
     walk.pending = _NOTHING
     return pending
+
+
+def _await_result(walk: Any, coro: Coroutine[Any, Any, Any], args: tuple[Any, ...]) -> Any:
+    """Drive a coroutine that a plain function returned; like ``_call`` for ``async def``."""
+    try:
+        task = _start_task(coro, args)
+        if task.done():
+            exc = task.exception()
+            if exc is not None:
+                return exc
+        else:
+            task.add_done_callback(lambda t: _async_failed(walk, t))
+    except Exception as exc:
+        return exc
+    return _NOTHING
 
 
 def _start_task(coro: Coroutine[Any, Any, Any], args: tuple[Any, ...]) -> Any:
