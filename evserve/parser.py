@@ -124,7 +124,8 @@ class RequestParser:
 
     Args:
         max_target_size: longest request-target accepted; longer gives 414.
-        max_header_size: most bytes of header lines (or trailer lines) after the request line;
+        max_header_size: most bytes of header lines (or trailer lines), each counted with its
+            CRLF, after the request line (the empty line ending the section is not counted);
             more gives 431.
         max_headers: most header lines; more gives 431.
         max_body_size: largest body accepted, by Content-Length or chunked; larger gives 413.
@@ -261,7 +262,7 @@ class RequestParser:
         line_end = buf.find(b"\r\n", pos)
         if line_end - pos > self.max_target_size + 64:
             raise ParseError(414, "request-target too long")
-        if end - line_end > self.max_header_size + 2:
+        if end - line_end > self.max_header_size:  # header lines: buf[line_end + 2 : end + 2]
             raise ParseError(431, "request header section too large")
         head = buf[pos : end + 2].decode("latin-1")
         self._pos = end + 4
@@ -276,7 +277,7 @@ class RequestParser:
         version = "1.1" if minor == "1" else "1.0"
         if len(target) > self.max_target_size:
             raise ParseError(414, "request-target too long")
-        if target[0] != "/":
+        if target[0] != "/" or method == "CONNECT":
             self._check_target_form(method, target)
 
         items: list[tuple[str, str]] = []
@@ -309,7 +310,9 @@ class RequestParser:
             if host_lines != 1:
                 raise ParseError(400, "missing Host header" if not host_lines else "repeated Host header")
         else:
-            keep_alive = connection is not None and "keep-alive" in _tokens(connection)
+            # RFC 9112 section 9.3: "close" wins over "keep-alive" whatever the version.
+            options = _tokens(connection) if connection is not None else set()
+            keep_alive = "keep-alive" in options and "close" not in options
             if host_lines > 1:
                 raise ParseError(400, "repeated Host header")
         if host_lines and _HOST.fullmatch(index["host"]) is None:
@@ -363,11 +366,16 @@ class RequestParser:
         bad = _BARE_CR_OR_LF.search(buf, start)
         if bad is not None and not (bad.start() == size - 1 and buf[-1:] == b"\r"):
             raise ParseError(400, "bare CR or LF in the request head")
+        # The limits below are those of _parse_head, applied to the shortest the complete head
+        # can be (a trailing CR may start the line's CRLF, the last 3 bytes may start the
+        # CRLFCRLF): any stricter check would make the outcome depend on how bytes are split.
         line_end = buf.find(b"\r\n", pos, size)
         if line_end < 0:
-            if size - pos > self.max_target_size + 64:
+            if size - pos > self.max_target_size + 65:
                 raise ParseError(414, "request-target too long")
-        elif size - line_end > self.max_header_size + 4:
+        elif line_end - pos > self.max_target_size + 64:
+            raise ParseError(414, "request-target too long")
+        elif size - line_end > self.max_header_size + 3:
             raise ParseError(431, "request header section too large")
         # Resume 3 bytes back: the terminator or a CRLF may straddle two receives.
         self._scan = size - 3 if size - 3 > pos else pos
@@ -403,7 +411,9 @@ class RequestParser:
             if not (value.isascii() and value.isdigit()):
                 raise ParseError(400, "invalid Content-Length")
         if len(value) > 18:  # also keeps int() far from its digit limit
-            raise ParseError(413, "request body too large")
+            value = value.lstrip("0") or "0"
+            if len(value) > 18:
+                raise ParseError(413, "request body too large")
         length = int(value)
         if length > self.max_body_size:
             raise ParseError(413, "request body too large")
@@ -454,7 +464,7 @@ class RequestParser:
             bad = _BARE_CR_OR_LF.search(buf, pos, pos + MAX_CHUNK_LINE + 2)
             if bad is not None and not (bad.start() == len(buf) - 1 and buf[-1:] == b"\r"):
                 raise ParseError(400, "bare CR or LF in a chunk-size line")
-            if len(buf) - pos > MAX_CHUNK_LINE:
+            if len(buf) - pos > MAX_CHUNK_LINE + 1:  # + 1: the CR of a complete line
                 raise ParseError(400, "chunk-size line too long")
             if self._eof:
                 raise ParseError(400, "connection closed in the middle of a chunked body")
@@ -464,7 +474,9 @@ class RequestParser:
             raise ParseError(400, "malformed chunk-size line")
         digits = match.group(1)
         if len(digits) > 15:
-            raise ParseError(413, "request body too large")
+            digits = digits.lstrip(b"0") or b"0"
+            if len(digits) > 15:
+                raise ParseError(413, "request body too large")
         size = int(digits, 16)
         self._pos = line_end + 2
         if size == 0:
@@ -508,13 +520,13 @@ class RequestParser:
             bad = _BARE_CR_OR_LF.search(buf, start)
             if bad is not None and not (bad.start() == size - 1 and buf[-1:] == b"\r"):
                 raise ParseError(400, "bare CR or LF in the trailer section")
-            if size - pos > self.max_header_size + 4:
+            if size - pos > self.max_header_size + 1:  # as in _check_partial_head
                 raise ParseError(431, "trailer section too large")
-            if self._eof and size > pos:
+            if self._eof:
                 raise ParseError(400, "connection closed in the middle of the trailers")
             self._scan = size - 3 if size - 3 > pos else pos
             return None
-        if end - pos > self.max_header_size:
+        if end + 2 - pos > self.max_header_size:
             raise ParseError(431, "trailer section too large")
         block = buf[pos : end + 2].decode("latin-1")
         if _HEADER_BLOCK.fullmatch(block) is None:

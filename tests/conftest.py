@@ -1,0 +1,46 @@
+"""Shared test set-up: the repository root on sys.path and the hypothesis profiles.
+
+Profiles (select with HYPOTHESIS_PROFILE, default "ci"):
+    ci:  bounded example counts so that every property runs on every test run (~60 s in all);
+    dev: more examples, for a longer local run. fuzz/ has its own, much larger, "fuzz" profile.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import warnings
+from pathlib import Path
+
+from hypothesis import HealthCheck, settings
+
+# When a property fails, hypothesis's pytest plugin imports its patch writer, which imports
+# libcst, which emits a DeprecationWarning (via mypy_extensions) that the "error" warning
+# filter of setup.cfg turns into an INTERNALERROR hiding the falsifying example. Import it
+# now, with that warning silenced, so a failure is reported as a failure.
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", DeprecationWarning)
+    try:
+        import hypothesis.extra._patching  # noqa: F401
+    except ImportError:
+        pass
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))  # evserve and tests.strategies, however pytest was started
+
+settings.register_profile(
+    "ci",
+    max_examples=150,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    print_blob=True,
+)
+settings.register_profile(
+    "dev",
+    max_examples=2000,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    print_blob=True,
+)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
