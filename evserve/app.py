@@ -108,6 +108,13 @@ class App(Router):
         else:
             self.handle(req, res, next_)
 
+    def render_protocol_error(self, req: Request, res: Response, status: int, reason: str) -> None:
+        """Answer a request the server refused after reading its head (413 body too large,
+        408 body timeout, ...): the error goes through this app's error middleware as an
+        ``HTTPError(status, reason)``, then to the default error page."""
+        req.app = self
+        _Walk(self, req, res, _Final(self, req, res)).run(HTTPError(status, reason))
+
     def handle(self, req: Request, res: Response, done: Callable[..., None]) -> None:
         """Walk this app's stack; ``req.app`` is this app inside and restored when leaving."""
         previous = req.app

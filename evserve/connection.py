@@ -282,7 +282,7 @@ class Connection:
                 try:
                     event = parser.next_event()
                 except ParseError as exc:
-                    self._protocol_error(exc.status, exc.reason)
+                    self._protocol_error(exc.status, exc.reason, exc.head)
                     break
                 if event is None:
                     if state is _READING_HEADERS and not parser.in_message:
@@ -477,11 +477,44 @@ class Connection:
 
     # -- errors, timeouts, closing -------------------------------------------------------------
 
-    def _protocol_error(self, status: int, reason: str) -> None:
+    def _protocol_error(self, status: int, reason: str, head: RequestHead | None = None) -> None:
+        """Answer a request the server refuses, then close.
+
+        When the request's head is known (a body over the limit, a body timeout, a framing
+        error found after a well-formed head) and the application can render errors (an
+        ``App``: ``render_protocol_error``), the application answers, so its error middleware
+        shapes the page (JSON for a JSON API). Otherwise a plain-text page is sent.
+        """
         log.debug("protocol error from %s: %d %s", self.peer, status, reason)
         self._keep_alive = False
+        if head is None and self.state is _READING_BODY:
+            head = self._head
+        render = getattr(self.app, "render_protocol_error", None)
+        if head is not None and render is not None and self._res is None:
+            self._dispatch_error(head, status, reason, render)
+            return
         self._head = None
         self._send_error(status, reason)
+
+    def _dispatch_error(self, head: RequestHead, status: int, reason: str, render: Callable[..., object]) -> None:
+        Request, Response = _REQUEST_CLASSES or _load_request_classes()
+        self._head = head
+        self._body = []
+        self._move(_HANDLED)
+        self.deadline = INF
+        req = Request(self, head, b"")
+        res = Response(self, req)
+        req.res = res
+        self._res = res
+        try:
+            render(req, res, status, reason)
+        except Exception:
+            app_log.exception("error rendering a %d for %r", status, self.app)
+            if self._res is res:
+                self._send_error(status, reason)
+                return
+        if self._res is res and self.state is _HANDLED:
+            self.transport.pause_reading()
 
     def _send_error(self, status: int, reason: str | None = None) -> None:
         """Answer with a plain error page and close after it is flushed."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from typing import Any
 
 __all__ = ["EvserveError", "HTTPError", "ParseError", "ResponseStateError"]
 
@@ -21,10 +22,13 @@ class ParseError(EvserveError):
     ``ParseError`` the connection must be closed once the error response is flushed.
     """
 
-    def __init__(self, status: int, reason: str) -> None:
+    def __init__(self, status: int, reason: str, head: Any = None) -> None:
         super().__init__(f"{status} {reason}")
         self.status = status
         self.reason = reason
+        # The parsed request head when the error was found after a well-formed head (a body
+        # over the limit, an unsupported framing): lets the server answer through the app.
+        self.head = head
 
 
 class HTTPError(EvserveError):

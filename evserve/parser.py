@@ -323,14 +323,20 @@ class RequestParser:
         chunked = False
         te = index.get("transfer-encoding")
         cl = index.get("content-length")
-        if te is not None:
-            if cl is not None:
-                raise ParseError(400, "both Content-Length and Transfer-Encoding")
-            if version == "1.0":
-                raise ParseError(400, "Transfer-Encoding in an HTTP/1.0 request")
-            chunked = self._check_transfer_coding(te)
-        elif cl is not None:
-            content_length = self._content_length(cl)
+        try:
+            if te is not None:
+                if cl is not None:
+                    raise ParseError(400, "both Content-Length and Transfer-Encoding")
+                if version == "1.0":
+                    raise ParseError(400, "Transfer-Encoding in an HTTP/1.0 request")
+                chunked = self._check_transfer_coding(te)
+            elif cl is not None:
+                content_length = self._content_length(cl)
+        except ParseError as exc:
+            # The head itself is well formed: carry it, so the server can answer through the
+            # application (its error middleware), knowing the method and target.
+            exc.head = RequestHead(method, target, version, Headers(items, index), False, False, None, False)
+            raise
 
         expect_continue = False
         expect = index.get("expect")
