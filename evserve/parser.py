@@ -142,6 +142,7 @@ class RequestParser:
         "_remaining",
         "_scan",
         "_state",
+        "_valid_host",
         "max_body_size",
         "max_header_size",
         "max_headers",
@@ -170,6 +171,7 @@ class RequestParser:
         self._chunked = False
         self._eof = False
         self._error: ParseError | None = None
+        self._valid_host: str | None = None
 
     # -- input ----------------------------------------------------------------------------
 
@@ -280,26 +282,32 @@ class RequestParser:
         if target[0] != "/" or method == "CONNECT":
             self._check_target_form(method, target)
 
-        items: list[tuple[str, str]] = []
-        index: dict[str, str] = {}
+        items: list[tuple[str, str]]
+        index: dict[str, str]
         host_lines = 0
         if block:
             if _HEADER_BLOCK.fullmatch(block) is None:
                 raise _header_error(block)
-            pairs = _HEADER_LINE.findall(block)
-            if len(pairs) > self.max_headers:
+            if " \r\n" in block or "\t\r\n" in block:  # trailing whitespace (OWS): rare
+                items = [(name.lower(), value.rstrip(" \t")) for name, value in _HEADER_LINE.findall(block)]
+            else:
+                items = [(name.lower(), value) for name, value in _HEADER_LINE.findall(block)]
+            if len(items) > self.max_headers:
                 raise ParseError(431, f"more than {self.max_headers} header lines")
-            for name, value in pairs:
-                name = name.lower()
-                if value and value[-1] in " \t":
-                    value = value.rstrip(" \t")
-                items.append((name, value))
-                if name in index:
-                    index[name] = f"{index[name]}, {value}"
-                else:
-                    index[name] = value
-                if name == "host":
-                    host_lines += 1
+            index = dict(items)
+            if len(index) != len(items):
+                # Repeated names (rare): join their values in order, RFC 9110 section 5.3.
+                index = {}
+                for name, value in items:
+                    old = index.get(name)
+                    index[name] = value if old is None else f"{old}, {value}"
+                    if name == "host":
+                        host_lines += 1
+            elif "host" in index:
+                host_lines = 1
+        else:
+            items = []
+            index = {}
 
         # Persistence, RFC 9112 section 9.3.
         connection = index.get("connection")
@@ -315,8 +323,11 @@ class RequestParser:
             keep_alive = "keep-alive" in options and "close" not in options
             if host_lines > 1:
                 raise ParseError(400, "repeated Host header")
-        if host_lines and _HOST.fullmatch(index["host"]) is None:
-            raise ParseError(400, "invalid Host header")
+        if host_lines:
+            host = index["host"]
+            if host is not self._valid_host and _HOST.fullmatch(host) is None:
+                raise ParseError(400, "invalid Host header")
+            self._valid_host = host  # a client sends the same Host each time: check it once
 
         # Framing, RFC 9112 section 6.
         content_length: int | None = None
