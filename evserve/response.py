@@ -42,6 +42,10 @@ _PERCENT_ESCAPE = re.compile(r"%[0-9A-Fa-f]{2}")
 _JSON_DUMPS = _json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
 
 
+# res.type() argument -> the validated Content-Type value it gives (bounded; per-type work once).
+_TYPE_CACHE: dict[str, str] = {}
+
+
 def _json_default(obj: Any) -> Any:
     raise TypeError(f"Object of type {type(obj).__name__} is not JSON serializable")
 
@@ -217,9 +221,17 @@ class Response:
 
     def type(self, type_or_ext: str) -> Response:
         """Set Content-Type from a MIME type or an extension (``"json"``, ``".html"``)."""
-        from evserve.negotiation import content_type_for
+        value = _TYPE_CACHE.get(type_or_ext)
+        if value is None or self._state != _FRESH:
+            from evserve.negotiation import content_type_for
 
-        return self.set("Content-Type", content_type_for(type_or_ext))
+            value = content_type_for(type_or_ext)
+            self.set("Content-Type", value)
+            if len(_TYPE_CACHE) < 256:
+                _TYPE_CACHE[type_or_ext] = self._headers["content-type"][1]  # type: ignore[assignment]
+            return self
+        self._headers["content-type"] = ("Content-Type", value)  # validated when it was cached
+        return self
 
     content_type = type
 

@@ -24,6 +24,7 @@ import inspect
 import logging
 import re
 from collections.abc import Callable, Coroutine, Sequence
+from types import CoroutineType
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from evserve.errors import HTTPError
@@ -512,7 +513,7 @@ class _Walk:
                     except Exception as exc:
                         err = exc
                         continue
-                    if result is not None and inspect.iscoroutine(result):
+                    if result is not None and type(result) is CoroutineType:
                         outcome = _await_result(self, result, (req, res))
                         if outcome is _NOTHING:
                             return
@@ -695,7 +696,7 @@ def _call(walk: Any, fn: Callable[..., Any], args: tuple[Any, ...], err: Any, ro
     walk.pending = _NOTHING
     try:
         result = fn(*args)
-        if is_async or inspect.iscoroutine(result):
+        if result is not None and (is_async or type(result) is CoroutineType):
             task = _start_task(result, args)
             if task.done():
                 exc = task.exception()

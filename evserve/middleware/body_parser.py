@@ -140,7 +140,7 @@ def _has_body(req: Request) -> bool:
     """type-is ``hasBody``: a body was announced, even an empty one (``Content-Length: 0``)."""
     if req.raw_body:
         return True
-    headers = req.headers
+    headers = req.headers._index  # names are lowercased already: skip Headers.__contains__
     return "transfer-encoding" in headers or "content-length" in headers
 
 
