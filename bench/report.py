@@ -363,16 +363,8 @@ def workers_table(results: dict[str, Result], duration: float) -> str:
     )
 
 
-def environment() -> list[str]:
-    """Lines describing the machine, the interpreter and the versions measured."""
-    cpu = next(
-        (
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if line.startswith("model name")
-        ),
-        platform.processor(),
-    )
+def evserve_revision() -> str:
+    """The checkout's commit, e.g. ``1861fad`` or ``1861fad + uncommitted changes``."""
     commit = subprocess.run(
         ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
         capture_output=True,
@@ -385,10 +377,29 @@ def environment() -> list[str]:
         text=True,
         check=False,
     ).stdout.strip()
+    return f"{commit or 'unknown commit'}{' + uncommitted changes' if dirty else ''}"
+
+
+def environment(revision_start: str) -> list[str]:
+    """Lines describing the machine, the interpreter and the versions measured."""
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
+    revision_end = evserve_revision()
+    if revision_end != revision_start:
+        # Each server start imports the working tree as it is then: scenarios may differ.
+        revision = f"{revision_start} at the start, {revision_end} at the end (the tree changed during the run)"
+    else:
+        revision = revision_start
     wrk = subprocess.run(["wrk", "-v"], capture_output=True, text=True, check=False)
     lines = [
         f"- machine: {os.cpu_count()} CPUs ({cpu}), Linux {platform.release()}",
-        f"- evserve {commit}{' + uncommitted changes' if dirty else ''} on Python {platform.python_version()}",
+        f"- evserve {revision} on Python {platform.python_version()}",
         f"- load: {(wrk.stdout or wrk.stderr).splitlines()[0] if (wrk.stdout or wrk.stderr) else 'wrk'}",
     ]
     if VENV_PYTHON.exists():
@@ -411,6 +422,7 @@ def render(
     workers: dict[str, Result],
     opts: Options,
     load_start: float,
+    revision_start: str,
     elapsed: float,
 ) -> str:
     """The whole markdown report: heading, tables, targets and notes."""
@@ -422,7 +434,11 @@ def render(
     pinning = (
         f"server on CPU {SERVER_CPU}, wrk -t1 on CPU {CLIENT_CPU}" if opts.pin else "not pinned"
     )
-    out = [f"## evserve benchmark ({runs}; {pinning}; {elapsed / 60:.1f} min)", "", *environment()]
+    out = [
+        f"## evserve benchmark ({runs}; {pinning}; {elapsed / 60:.1f} min)",
+        "",
+        *environment(revision_start),
+    ]
     out += [
         f"- load average (1 min) at start {load_start:.2f}, at end {os.getloadavg()[0]:.2f}",
         "",

@@ -44,7 +44,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import IO, Any
 
-from report import Options, Result, Scenario, WrkRun, render
+from report import Options, Result, Scenario, WrkRun, evserve_revision, render
 from servers import (
     BENCH,
     CLIENT_CPU,
@@ -371,7 +371,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         progress(f"warning: {VENV_PYTHON} missing (bash bench/setup_peers.sh): peers will fail")
 
     started = time.monotonic()
-    args.load_start = os.getloadavg()[0]
+    load_start, revision_start = os.getloadavg()[0], evserve_revision()
     results: dict[tuple[str, str], Result] = {}
     workers: dict[str, Result] = {}
     scenarios = [s for s in WRK_SCENARIOS if s.name in args.scenario_list]
@@ -402,8 +402,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             interrupted = True
             progress("interrupted: reporting what was measured")
 
+    elapsed = time.monotonic() - started
     report = render(
-        args.servers, scenarios, results, workers, opts, args.load_start, time.monotonic() - started
+        args.servers, scenarios, results, workers, opts, load_start, revision_start, elapsed
     )
     if interrupted:
         report += "\n\n**Interrupted**: the tables above are partial."
