@@ -387,14 +387,17 @@ class Router:
 
     def _candidates(self, path: str) -> list[int]:
         """Indices of the layers that may match ``path``, in registration order."""
+        merged = self._merged.get(path)  # keyed by the raw path: no normalising on a hit
+        if merged is not None:
+            return merged
         key = normalize_plain(path, case_sensitive=self.case_sensitive, strict=self.strict)
         plain = self._plain.get(key)
         if plain is None:
             return self._others
-        merged = self._merged.get(key)
-        if merged is None:
-            merged = list(heapq.merge(plain, self._others)) if self._others else plain
-            self._merged[key] = merged
+        merged = list(heapq.merge(plain, self._others)) if self._others else plain
+        if len(self._merged) >= 4096:  # bounded: request paths come from clients
+            self._merged.clear()
+        self._merged[path] = merged
         return merged
 
 
