@@ -369,6 +369,20 @@ class RawClient:
         return bool(readable)
 
 
+@pytest.fixture(autouse=True)
+def _requests_deadline(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Give every ``requests`` call a deadline: a server that never answers fails the test."""
+    import requests
+
+    original = requests.Session.request
+
+    def request(self: Any, method: str, url: str, **kwargs: Any) -> Any:
+        kwargs.setdefault("timeout", DEADLINE)
+        return original(self, method, url, **kwargs)
+
+    monkeypatch.setattr(requests.Session, "request", request)
+
+
 @pytest.fixture
 def clients(serve: Callable[..., Server]) -> Iterator[Callable[..., RawClient]]:
     """A factory of ``RawClient``s, all closed when the test ends (before its servers stop)."""

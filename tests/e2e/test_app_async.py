@@ -9,25 +9,12 @@ from __future__ import annotations
 import logging
 import threading
 
-import pytest
 import requests
 
 import evserve
 from evserve import App, Future, HTTPError
 
 from .conftest import DEADLINE, RawClient, on_reactor, wait_until
-
-
-@pytest.fixture(autouse=True)
-def _requests_deadline(monkeypatch):
-    """Give every ``requests`` call a deadline: a server that never answers fails the test."""
-    original = requests.Session.request
-
-    def request(self, method, url, **kwargs):
-        kwargs.setdefault("timeout", DEADLINE)
-        return original(self, method, url, **kwargs)
-
-    monkeypatch.setattr(requests.Session, "request", request)
 
 
 def fetch(server, target="/", method="GET"):

@@ -18,19 +18,7 @@ import requests
 
 from evserve import App, HTTPError, ResponseStateError
 
-from .conftest import DEADLINE, RawClient, wait_until
-
-
-@pytest.fixture(autouse=True)
-def _requests_deadline(monkeypatch):
-    """Give every ``requests`` call a deadline: a server that never answers fails the test."""
-    original = requests.Session.request
-
-    def request(self, method, url, **kwargs):
-        kwargs.setdefault("timeout", DEADLINE)
-        return original(self, method, url, **kwargs)
-
-    monkeypatch.setattr(requests.Session, "request", request)
+from .conftest import RawClient, wait_until
 
 SECRET = "keyboard cat"
 

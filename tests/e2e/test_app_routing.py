@@ -14,19 +14,7 @@ import requests
 from evserve import App, HTTPError, Router
 from evserve.pathpattern import PatternError
 
-from .conftest import DEADLINE, RawClient
-
-
-@pytest.fixture(autouse=True)
-def _requests_deadline(monkeypatch):
-    """Give every ``requests`` call a deadline: a server that never answers fails the test."""
-    original = requests.Session.request
-
-    def request(self, method, url, **kwargs):
-        kwargs.setdefault("timeout", DEADLINE)
-        return original(self, method, url, **kwargs)
-
-    monkeypatch.setattr(requests.Session, "request", request)
+from .conftest import RawClient
 
 
 def echo(text: str):
