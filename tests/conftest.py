@@ -7,11 +7,13 @@ Profiles (select with HYPOTHESIS_PROFILE, default "ci"):
 
 from __future__ import annotations
 
+import faulthandler
 import os
 import sys
 import warnings
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, settings
 
 # When a property fails, hypothesis's pytest plugin imports its patch writer, which imports
@@ -44,3 +46,14 @@ settings.register_profile(
     print_blob=True,
 )
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+
+TEST_TIMEOUT = 300.0  # seconds: no single test comes near it; a hang must not eat CI's budget
+
+
+@pytest.fixture(autouse=True)
+def _hang_guard():
+    """Dump every thread's stack and exit if one test runs for ``TEST_TIMEOUT`` seconds."""
+    faulthandler.dump_traceback_later(TEST_TIMEOUT, exit=True)
+    yield
+    faulthandler.cancel_dump_traceback_later()
