@@ -25,7 +25,7 @@ import logging
 import re
 from collections.abc import Callable, Coroutine, Sequence
 from types import CoroutineType
-from typing import TYPE_CHECKING, Any, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, overload
 
 from evserve.errors import HTTPError
 from evserve.pathpattern import PathMatch, PathPattern, compile_path, normalize_plain
@@ -49,17 +49,12 @@ HANDLER = 2  # (req, res)
 MIDDLEWARE = 3  # (req, res, next)
 ERROR = 4  # (err, req, res, next)
 
-_EMPTY_MATCH_PARAMS: dict[str, str] = {}
-
-
-class Next:
-    """The ``next`` callable handed to middleware: ``next()``, ``next(err)``,
+class Next(Protocol):
+    """The type of the ``next`` callable handed to middleware: ``next()``, ``next(err)``,
     ``next("route")``, ``next("router")``."""
 
-    __slots__ = ()
-
-    def __call__(self, err: Any = None) -> None:  # pragma: no cover - interface only
-        raise NotImplementedError
+    def __call__(self, err: Any = None, /) -> None:
+        """Continue the walk (with ``err``: skip to error middleware)."""
 
 
 def handler_role(fn: Any) -> int:
