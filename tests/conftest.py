@@ -34,6 +34,7 @@ if str(ROOT) not in sys.path:
 settings.register_profile(
     "ci",
     max_examples=150,
+    derandomize=True,  # CI runs the same examples every time; the dev profile and fuzz/ explore
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
     print_blob=True,
