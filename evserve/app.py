@@ -113,7 +113,8 @@ class App(Router):
         408 body timeout, ...): the error goes through this app's error middleware as an
         ``HTTPError(status, reason)``, then to the default error page."""
         req.app = self
-        _Walk(self, req, res, _Final(self, req, res)).run(HTTPError(status, reason))
+        refusal = HTTPError(status, reason)
+        _Walk(self, req, res, _Final(self, req, res, refusal)).run(refusal)
 
     def handle(self, req: Request, res: Response, done: Callable[..., None]) -> None:
         """Walk this app's stack; ``req.app`` is this app inside and restored when leaving."""
@@ -205,12 +206,15 @@ class App(Router):
 class _Final:
     """The end of the walk at the top-level app: 404, 204 OPTIONS, or the error page."""
 
-    __slots__ = ("app", "req", "res")
+    __slots__ = ("app", "refusal", "req", "res")
 
-    def __init__(self, app: App, req: Request, res: Response) -> None:
+    def __init__(self, app: App, req: Request, res: Response, refusal: HTTPError | None = None) -> None:
         self.app = app
         self.req = req
         self.res = res
+        # The server's own refusal (413, 501, ...) is the client's fault, not a server error:
+        # when it reaches the end unchanged it is logged at DEBUG like any 4xx.
+        self.refusal = refusal
 
     def __call__(self, err: Any = None) -> None:
         req = self.req
@@ -229,7 +233,7 @@ class _Final:
         status = getattr(err, "status", None)
         if not isinstance(status, int) or isinstance(status, bool) or not 400 <= status <= 599:
             status = 500
-        if status >= 500:
+        if status >= 500 and err is not self.refusal:
             log.error("error on %s %s", req.method, req.original_url, exc_info=_exc_info(err))
         else:
             log.debug("%d on %s %s: %s", status, req.method, req.original_url, err)

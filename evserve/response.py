@@ -468,8 +468,18 @@ class Response:
         self._state = _DONE
         conn = self._conn
         if conn is not None:
+            if "connection" in headers:
+                self._honour_connection_header()
             conn.send_complete(self, status, self._header_block(), data, self._reason)
         self._finished()
+
+    def _honour_connection_header(self) -> None:
+        """``Connection: close`` set by the application closes the connection after this response."""
+        value = self._headers["connection"][1]
+        tokens = value if isinstance(value, list) else [value]
+        conn = self._conn
+        if conn is not None and any(tok.strip().lower() == "close" for t in tokens for tok in t.split(",")):
+            conn._keep_alive = False
 
     def _etag_enabled(self) -> bool:
         app = self.req.app
@@ -526,9 +536,8 @@ class Response:
             declared = headers.get("content-length")
             if declared is not None and isinstance(declared[1], str) and declared[1].isdigit():
                 content_length = int(declared[1])
-        connection = headers.get("connection")
-        if connection is not None and "close" in str(connection[1]).lower() and self._conn is not None:
-            self._conn._keep_alive = False
+        if "connection" in headers:
+            self._honour_connection_header()
         self._state = _STREAMING
         conn = self._conn
         if conn is not None:
@@ -590,9 +599,8 @@ class Response:
         payload = b"" if data is None else data.encode("utf-8") if isinstance(data, str) else bytes(data)
         if self._state == _FRESH:
             self._state = _DONE
-            connection = self._headers.get("connection")
-            if connection is not None and "close" in str(connection[1]).lower() and self._conn is not None:
-                self._conn._keep_alive = False
+            if "connection" in self._headers:
+                self._honour_connection_header()
             status = self.status_code
             if status == 205:
                 payload = b""  # RFC 9110 section 15.3.6: a 205 response has no content

@@ -89,15 +89,8 @@ CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 MODES = ("now", "later", "stream", "pump", "pumpfail", "raise", "raisestream", "close", "sendclose", "empty")
 # Modes after which the connection closes whatever the request said.
 CLOSING_MODES = frozenset({"close", "sendclose", "raise", "raisestream", "pumpfail"})
-# Modes the application understands but the rules do not generate, because they hit a known bug
-# (each has a strict xfail test in tests/unit/test_connection_machine.py; when it is fixed,
-# that test fails: remove the mode from here). "sendclose": res.set("Connection", "close")
-# then res.send() keeps the connection open (only res.end() and streams honour the header).
-KNOWN_BUG_MODES = frozenset({"sendclose"})
 # Drawn from with repetitions: the modes that keep the connection open come up more often.
-GENERATED_MODES = tuple(
-    m for m in (*MODES, "now", "now", "later", "later", "stream", "pump") if m not in KNOWN_BUG_MODES
-)
+GENERATED_MODES = (*MODES, "now", "now", "later", "later", "stream", "pump")
 METHODS = ("GET", "GET", "POST", "PUT", "HEAD", "DELETE")
 TARGET = re.compile(r"/r/([0-9]+)/([a-z]+)/([0-9]+)")
 STATUS_LINE = re.compile(r"HTTP/1\.1 ([1-5][0-9][0-9]) [^\r\n]*")

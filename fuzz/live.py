@@ -35,7 +35,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))  # evserve and tests.* from a checkout, however started
 
-from evserve import App, HTTPError  # noqa: E402
+from evserve import App  # noqa: E402
 from evserve.server import Server, run_in_thread  # noqa: E402
 from tests.strategies import Seeded, build_stream, mutate  # noqa: E402
 
@@ -49,11 +49,6 @@ CLOSE_DEADLINE = TIMEOUTS["header_timeout"] + TIMEOUTS["body_timeout"] + TIMEOUT
 MAX_PAUSES = 0.3  # seconds of pauses between pieces, at most, per connection
 STATUS_LINE = re.compile(rb"HTTP/1\.1 ([1-5][0-9][0-9]) ")
 
-# Known issue (strict xfail in tests/e2e/test_live_fuzz.py; remove this when it passes): a
-# request the server refuses after a well-formed head with a 5xx status (501 for an unknown
-# transfer coding) goes through the App's error handler, which logs every 5xx at ERROR with a
-# traceback, although it is the peer's fault (STYLE.md: DEBUG/INFO). Counted, not a failure.
-KNOWN_LOGGED_REFUSALS = frozenset({501})
 
 KINDS = (
     ("valid", 15),
@@ -278,7 +273,6 @@ class Summary:
     max_to_status: float = 0.0
     max_to_close: float = 0.0
     failures: list[str] = field(default_factory=list)
-    logged_refusals: int = 0  # see KNOWN_LOGGED_REFUSALS
 
     def report(self) -> str:
         statuses = ", ".join(f"{code}: {n}" for code, n in sorted(self.statuses.items()))
@@ -287,7 +281,6 @@ class Summary:
                 f"  closed without a status: {self.closed_without_status} (reset: {self.resets})\n"
                 f"  max time from the last byte to a status: {self.max_to_status:.3f} s, "
                 f"to the close: {self.max_to_close:.3f} s (deadline {CLOSE_DEADLINE:.1f} s)\n"
-                f"  refusals logged at ERROR by the App (known issue): {self.logged_refusals}\n"
                 f"  failures: {len(self.failures)}")
 
 
@@ -297,15 +290,11 @@ class _ErrorLog(logging.Handler):
     def __init__(self) -> None:
         super().__init__(logging.ERROR)
         self.records: list[str] = []
-        self.refusals: list[str] = []
 
     def emit(self, record: logging.LogRecord) -> None:
         exc = record.exc_info[1] if record.exc_info else None
         text = f"{record.name}: {record.getMessage()} ({exc!r})"
-        if isinstance(exc, HTTPError) and exc.status in KNOWN_LOGGED_REFUSALS:
-            self.refusals.append(text)  # a known issue, counted apart (see KNOWN_LOGGED_REFUSALS)
-        else:
-            self.records.append(text)
+        self.records.append(text)
 
 
 def check_health(server: Server, timeout: float = 10.0) -> list[str]:
@@ -384,7 +373,6 @@ def run(
     finally:
         evlog.removeHandler(errors)
     summary.failures += [f"logged at ERROR: {text}" for text in errors.records]
-    summary.logged_refusals = len(errors.refusals)
     summary.seconds = time.monotonic() - start
     return summary
 

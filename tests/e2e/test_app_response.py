@@ -910,3 +910,38 @@ def test_render_views_default_to_the_views_folder_of_the_working_directory(views
     app.get("/", lambda req, res: res.render("user", {"name": "cwd", "age": 1, "site": ""}))
     with app.run_in_thread() as server:
         assert fetch(server).text == "<p>cwd is 1</p><p></p>"
+
+
+@pytest.mark.parametrize("finish", ["send", "json", "end", "stream"])
+@pytest.mark.parametrize("value", ["close", "Keep-Alive, close", "CLOSE"])
+def test_a_connection_close_header_set_by_the_app_closes_after_the_response(serve, clients, finish,
+                                                                           value):
+    def handler(req, res):
+        res.set("Connection", value)
+        if finish == "send":
+            res.send("bye")
+        elif finish == "json":
+            res.json("bye")
+        elif finish == "end":
+            res.end("bye")
+        else:
+            res.write("b")
+            res.end("ye")
+
+    client = clients(serve(served(handler)))
+    client.send(b"GET / HTTP/1.1\r\nHost: t\r\n\r\nGET / HTTP/1.1\r\nHost: t\r\n\r\n")
+    res = client.read_response()
+    assert res.status == 200 and res.text.strip('"') == "bye"
+    assert res.header("connection") == "close"
+    assert client.read_until_close() == b""  # the pipelined second request is not answered
+
+
+def test_a_connection_header_without_close_keeps_the_connection(serve, clients):
+    def handler(req, res):
+        res.set("Connection", "closed-captions")  # a token that only contains "close"
+        res.send("ok")
+
+    client = clients(serve(served(handler)))
+    for _ in range(2):
+        client.request(target="/")
+        assert client.read_response().text == "ok"

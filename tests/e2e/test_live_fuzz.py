@@ -22,10 +22,6 @@ def test_live_fuzz_never_hangs_and_leaves_the_server_healthy() -> None:
     assert summary.statuses[200] and summary.statuses[400] and summary.statuses[408]
 
 
-@pytest.mark.xfail(strict=True, reason="a request refused with 501 after a well-formed head goes "
-                   "through the App's error handler, which logs every 5xx at ERROR with a traceback "
-                   "(evserve/app.py); a peer's garbage should be DEBUG/INFO (STYLE.md). When this "
-                   "passes, empty fuzz.live.KNOWN_LOGGED_REFUSALS.")
 def test_a_refused_transfer_coding_is_not_logged_as_an_error(serve, clients, caplog) -> None:
     server = serve(make_app(), **TIMEOUTS)
     client = clients(server)

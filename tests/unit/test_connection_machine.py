@@ -6,10 +6,9 @@ budget of the active hypothesis profile, plus programs it found worth keeping.
 
 from __future__ import annotations
 
-import pytest
 from hypothesis import settings
 
-from fuzz.connection_machine import KNOWN_BUG_MODES, ConnectionMachine, ReqSpec
+from fuzz.connection_machine import ConnectionMachine, ReqSpec
 
 TestConnectionMachine = ConnectionMachine.TestCase
 TestConnectionMachine.settings = settings(stateful_step_count=30)  # the rest from the profile
@@ -88,11 +87,7 @@ def test_half_close_after_pipelined_requests_still_gets_every_response() -> None
     assert [seq for _, seq in state.responses] == [0, 1]
 
 
-@pytest.mark.xfail(strict=True, reason="res.set('Connection', 'close') then res.send() keeps the "
-                   "connection open (evserve/response.py _send_bytes ignores the header; end() and "
-                   "streams honour it). When this passes, empty KNOWN_BUG_MODES.")
 def test_send_honours_a_connection_close_header() -> None:
-    assert "sendclose" in KNOWN_BUG_MODES
     state = machine()
     state.feed_requests([spec(mode="sendclose"), spec()], [], 0)
     finish(state)
