@@ -531,8 +531,12 @@ def _compile_tokens(
         pattern = body if strict else body + "/?"
     elif strict and isinstance(last, str) and last.endswith("/"):
         pattern = body
-    else:
+    elif strict:
         pattern = body + _BOUNDARY
+    else:
+        # path-to-regexp's greedy "/?" only changes the match when the body ends in "/" (a
+        # pattern ending in "//"): "//" then takes all of "//", leaving "/" to the mounted app.
+        pattern = body + "/?" + _BOUNDARY
     # re.ASCII folds ASCII letters only; constraints are wrapped in (?u:...) above.
     flags = 0 if case_sensitive else re.IGNORECASE | re.ASCII
     try:

@@ -529,6 +529,21 @@ def test_plain_key_agrees_with_match(pattern: str, path: str, cs: bool, strict: 
     assert matched == bool(re.fullmatch(express, path, 0 if cs else re.I | re.A))
 
 
+@pytest.mark.parametrize(("pattern", "path", "matched"), [
+    ("//", "//", "/"),      # path-to-regexp's greedy "/?" takes both slashes
+    ("//", "///", "/"),
+    ("//", "/", ""),
+    ("//", "//x", ""),      # backtracks to "/" then sees the boundary
+    ("/a//", "/a//", "/a/"),
+    ("/a//", "/a/", "/a"),
+    ("/a//", "/a//b", "/a"),
+])
+def test_a_mount_ending_in_a_double_slash_takes_what_express_takes(pattern: str, path: str,
+                                                                   matched: str) -> None:
+    found = compile_path(pattern, end=False).match(path)
+    assert found is not None and found.path == matched
+
+
 @given(pattern=plain_patterns, path=plain_paths, cs=st.booleans(), strict=st.booleans())
 def test_plain_prefix_agrees_with_express(pattern: str, path: str, cs: bool, strict: bool) -> None:
     found = compile_path(pattern, case_sensitive=cs, strict=strict, end=False).match(path)
