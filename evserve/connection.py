@@ -143,6 +143,7 @@ class Connection:
         "_head",
         "_in_process",
         "_keep_alive",
+        "_linger",
         "_no_body",
         "_parser",
         "_peer_eof",
@@ -189,6 +190,7 @@ class Connection:
         self._body: list[bytes] = []
         self._res: Response | None = None
         self._keep_alive = True
+        self._linger = True
         self._no_body = False  # the streamed response now sent may carry no body (HEAD, 204, 304)
         self._peer_eof = False
         self._stopping = False
@@ -203,6 +205,15 @@ class Connection:
         if new not in MOVES[self.state]:
             raise RuntimeError(f"illegal connection move {self.state.name} -> {new.name}")
         self.state = new
+
+    @property
+    def linger_on_close(self) -> bool:
+        """Whether closing should drain the peer's input for a while first (see the transport).
+
+        False when nothing more can come: the peer sent EOF, or the last request asked for the
+        close itself (``Connection: close``, HTTP/1.0), was read whole and nothing followed it.
+        """
+        return self._linger and not self._peer_eof
 
     @property
     def is_idle(self) -> bool:
@@ -449,6 +460,11 @@ class Connection:
         if not self._keep_alive or self._stopping or (
             self._peer_eof and not self._parser.buffered
         ):
+            head = self._head
+            if head is not None and not head.keep_alive and not self._parser.buffered:
+                # The client asked for this close and may send nothing more (RFC 9112
+                # section 9.6): no input to protect the response from, so no lingering.
+                self._linger = False
             self._close()
             return
         self.transport.resume_reading()

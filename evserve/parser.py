@@ -43,6 +43,13 @@ DEFAULT_MAX_HEADERS = 100
 DEFAULT_MAX_BODY_SIZE = 1048576
 MAX_CHUNK_LINE = 4096  # a chunk-size line with its extensions; longer is abuse
 _CACHED_HEAD_SIZE = 1024  # heads up to this size are remembered for an identical next request
+_SHARED_HEADS_MAX = 256
+# Heads seen by any parser in this process, by their exact bytes: a new connection from a client
+# that sends the same head as others (a load balancer's health check, a browser's repeated GET,
+# a benchmark) skips parsing too. Each entry keeps the limits the head needs, so a parser with
+# smaller limits never takes a head it would have refused: (head, target, header bytes,
+# header lines, content length). Cleared when full, so its size stays bounded.
+_SHARED_HEADS: dict[bytes, tuple[RequestHead, int, int, int, int]] = {}
 
 
 # Events are slotted dataclasses, not frozen ones: a frozen dataclass costs about 5x as much to
@@ -271,6 +278,15 @@ class RequestParser:
             # client repeating itself): it was fully validated then, so reuse that result.
             self._pos = self._scan = end + 4
             return self._start_body(last[1])
+        if end - pos <= _CACHED_HEAD_SIZE:
+            raw = bytes(buf[pos:end])
+            shared = _SHARED_HEADS.get(raw)
+            if shared is not None and shared[1] <= self.max_target_size \
+                    and shared[2] <= self.max_header_size and shared[3] <= self.max_headers \
+                    and shared[4] <= self.max_body_size:
+                self._pos = self._scan = end + 4
+                self._last_head = (raw, shared[0])
+                return self._start_body(shared[0])
         line_end = buf.find(b"\r\n", pos)
         if line_end - pos > self.max_target_size + 64:
             raise ParseError(414, "request-target too long")
@@ -375,7 +391,12 @@ class RequestParser:
             chunked,
         )
         if end - pos <= _CACHED_HEAD_SIZE:
-            self._last_head = (bytes(buf[pos:end]), result)
+            raw = bytes(buf[pos:end])
+            self._last_head = (raw, result)
+            if len(_SHARED_HEADS) >= _SHARED_HEADS_MAX:
+                _SHARED_HEADS.clear()
+            _SHARED_HEADS[raw] = (result, max(len(target), line_end - pos - 64), end - line_end,
+                                  len(items), content_length or 0)
         return self._start_body(result)
 
     def _start_body(self, head: RequestHead) -> RequestHead:

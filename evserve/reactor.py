@@ -61,15 +61,25 @@ class Handle:
 class TimerHandle(Handle):
     """A callback scheduled at ``when`` (reactor time); ordered by ``(when, seq)``."""
 
-    __slots__ = ("seq", "when")
+    __slots__ = ("_reactor", "seq", "when")
 
-    def __init__(self, when: float, seq: int, fn: Callable[..., object], args: tuple[Any, ...]) -> None:
+    def __init__(self, when: float, seq: int, fn: Callable[..., object], args: tuple[Any, ...],
+                 reactor: Reactor | None = None) -> None:
         super().__init__(fn, args)
         self.when = when
         self.seq = seq
+        self._reactor = reactor  # set while the handle waits in that reactor's heap
 
     def __lt__(self, other: TimerHandle) -> bool:
         return (self.when, self.seq) < (other.when, other.seq)
+
+    def cancel(self) -> None:
+        """Prevent the callback from running (no effect once it has run)."""
+        if not self._cancelled:
+            self._cancelled = True
+            reactor = self._reactor
+            if reactor is not None:
+                reactor._timer_cancelled()
 
 
 class _FdCallbacks:
@@ -98,7 +108,9 @@ class Reactor:
     def __init__(self) -> None:
         self._selector = selectors.DefaultSelector()
         self._ready: deque[Handle] = deque()
-        self._timers: list[TimerHandle] = []
+        # (when, seq, handle): tuples compare in C, so heap operations call no Python code.
+        self._timers: list[tuple[float, int, TimerHandle]] = []
+        self._cancelled_timers = 0  # cancelled handles still in the heap
         self._seq = itertools.count()
         self._stopping = False
         self._running = False
@@ -128,9 +140,31 @@ class Reactor:
 
     def call_at(self, when: float, fn: Callable[..., object], *args: Any) -> TimerHandle:
         """Run ``fn(*args)`` once at reactor time ``when``; returns a cancellable handle."""
-        handle = TimerHandle(when, next(self._seq), fn, args)
-        heapq.heappush(self._timers, handle)
+        seq = next(self._seq)
+        handle = TimerHandle(when, seq, fn, args, self)
+        heapq.heappush(self._timers, (when, seq, handle))
         return handle
+
+    def _timer_cancelled(self) -> None:
+        """Count a cancelled handle still in the heap (see ``_drop_cancelled``)."""
+        self._cancelled_timers += 1
+
+    def _drop_cancelled(self) -> None:
+        """Rebuild the heap without its cancelled handles.
+
+        Called by the turn once they are half of it: O(n) after n/2 cancellations, so a server
+        that cancels most of its timers (lingering closes ended early) never carries or scans a
+        heap of dead entries, and a cancel itself stays O(1).
+        """
+        kept: list[tuple[float, int, TimerHandle]] = []
+        for entry in self._timers:
+            if entry[2]._cancelled:
+                entry[2]._reactor = None  # out of the heap: a second cancel() is not counted
+            else:
+                kept.append(entry)
+        heapq.heapify(kept)
+        self._timers = kept
+        self._cancelled_timers = 0
 
     def call_soon_threadsafe(self, fn: Callable[..., object], *args: Any) -> Handle:
         """Like ``call_soon`` but callable from any thread; wakes the loop if it sleeps."""
@@ -268,7 +302,7 @@ class Reactor:
         if ready or self._stopping:
             wait: float | None = 0.0
         elif timers:
-            wait = max(0.0, timers[0].when - time.monotonic())
+            wait = max(0.0, timers[0][0] - time.monotonic())
             if timeout is not None and timeout < wait:
                 wait = timeout
         else:
@@ -278,16 +312,18 @@ class Reactor:
                 key.data(mask)
             except Exception:
                 log.exception("error in I/O callback for %r", key.fileobj)
+        if self._cancelled_timers > 128 and self._cancelled_timers * 2 > len(timers):
+            self._drop_cancelled()
+            timers = self._timers
         if timers:
             now = time.monotonic()
-            while timers and timers[0].when <= now:
-                handle = heapq.heappop(timers)
-                if not handle._cancelled:
+            while timers and timers[0][0] <= now:
+                handle = heapq.heappop(timers)[2]
+                handle._reactor = None
+                if handle._cancelled:
+                    self._cancelled_timers -= 1
+                else:
                     ready.append(handle)
-            # Cancelled timers are dropped lazily, but never allowed to dominate the heap.
-            if len(timers) > 256 and sum(1 for t in timers if t._cancelled) * 2 > len(timers):
-                self._timers = timers = [t for t in timers if not t._cancelled]
-                heapq.heapify(timers)
         for _ in range(len(ready)):
             callback = ready.popleft()
             if not callback._cancelled:

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from evserve.connection import Connection
-    from evserve.reactor import Reactor
+    from evserve.reactor import Reactor, TimerHandle
 
 __all__ = ["SocketTransport"]
 
@@ -61,6 +61,7 @@ class SocketTransport:
         "_corked",
         "_events",
         "_fd",
+        "_linger_timer",
         "_out",
         "_out_size",
         "_paused",
@@ -87,6 +88,7 @@ class SocketTransport:
         self._out: deque[memoryview | _FileSegment] = deque()
         self._out_size = 0
         self._corked: list[bytes] | None = None
+        self._linger_timer: TimerHandle | None = None
         self._paused = False
         self._closing = False
         self._use_sendfile = _HAS_SENDFILE
@@ -376,15 +378,22 @@ class SocketTransport:
         sock = self._sock
         if sock is None:
             return
+        conn = self.conn
+        if conn is not None and not conn.linger_on_close:
+            self._teardown()  # nothing more will come: close() sends FIN after our bytes
+            return
         try:
             sock.shutdown(socket.SHUT_WR)
         except OSError:
             self._teardown()
             return
         self._out_size = LINGER_SIZE
-        self._set_events(EVENT_READ)
-        self._reactor._modify(sock, EVENT_READ, self._linger_read)
-        self._reactor.call_later(LINGER_TIME, self._teardown)
+        if self._events:  # one epoll_ctl: watch input only, with the draining callback
+            self._reactor._modify(sock, EVENT_READ, self._linger_read)
+        else:
+            self._reactor._register(sock, EVENT_READ, self._linger_read)
+        self._events = EVENT_READ
+        self._linger_timer = self._reactor.call_later(LINGER_TIME, self._teardown)
         conn, self.conn = self.conn, None
         if conn is not None:
             # The HTTP connection is over; only the socket lingers. Told last, because its
@@ -444,6 +453,9 @@ class SocketTransport:
             self._reactor._unregister(sock)
             self._events = 0
         self._sock = None
+        if self._linger_timer is not None:
+            self._linger_timer.cancel()
+            self._linger_timer = None
         for item in self._out:
             if type(item) is _FileSegment:
                 try:

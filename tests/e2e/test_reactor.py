@@ -143,6 +143,32 @@ def test_many_cancelled_timers_do_not_pile_up():
         reactor.close()
 
 
+def test_cancelled_timers_are_dropped_without_scanning_the_heap_every_turn():
+    reactor = Reactor()
+    ran = []
+    try:
+        handles = [reactor.call_later(60 + i, ran.append, i) for i in range(1000)]
+        soon = reactor.call_later(0, ran.append, "soon")
+        reactor.run_once(0)
+        assert ran == ["soon"]
+        soon.cancel()  # after it ran: not counted as a cancelled entry of the heap
+        for handle in handles[:400]:
+            handle.cancel()
+        reactor.run_once(0)
+        assert len(reactor._timers) == 1000  # under half cancelled: kept, counted
+        assert reactor._cancelled_timers == 400
+        for handle in handles[400:600]:
+            handle.cancel()
+        reactor.run_once(0)
+        assert len(reactor._timers) == 400 and reactor._cancelled_timers == 0
+        handles[0].cancel()  # dropped from the heap already: a second cancel counts nothing
+        handles[700].cancel()
+        assert reactor._cancelled_timers == 1
+        assert [entry[2] for entry in sorted(reactor._timers)][0] is handles[600]
+    finally:
+        reactor.close()
+
+
 def test_a_failing_callback_is_logged_and_the_loop_goes_on(caplog):
     reactor = Reactor()
     ran = []

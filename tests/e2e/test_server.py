@@ -137,6 +137,46 @@ def test_connection_close_is_honoured(serve, clients):
     assert client.read_until_close() == b""
 
 
+def test_a_close_the_client_asked_for_does_not_linger(serve, clients):
+    # The client may send nothing more (RFC 9112 section 9.6): the socket closes at once
+    # instead of draining input for LINGER_TIME, even while the client keeps its end open.
+    server = serve(echo_path)
+    client = clients(server)
+    client.request(target="/x", headers={"Connection": "close"})
+    assert client.read_response().text == "x"
+    assert client.read_until_close() == b""
+    wait_until(lambda: server.connection_count == 0, message="the connection was not closed")
+    assert not server._lingering
+
+
+def test_a_close_the_server_decided_lingers_until_the_client_closes(serve, clients):
+    # The client expected keep-alive and may have pipelined more: the server drains its input
+    # after the FIN, so the response is not destroyed by a reset, until the client closes.
+    def app(req, res):
+        res.set("Connection", "close")
+        res.send("bye")
+
+    server = serve(app)
+    client = clients(server)
+    client.send(b"GET / HTTP/1.1\r\nHost: t\r\n\r\nGET / HTTP/1.1\r\nHost: t\r\n\r\n")
+    assert client.read_response().text == "bye"
+    assert client.read_until_close() == b""
+    wait_until(lambda: server.connection_count == 0, message="the connection was not closed")
+    assert len(server._lingering) == 1
+    client.close()
+    wait_until(lambda: not server._lingering, message="lingering did not end when the client closed")
+
+
+def test_pipelined_bytes_after_a_close_request_still_linger(serve, clients):
+    server = serve(echo_path)
+    client = clients(server)
+    client.send(b"GET /a HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\nGET /b HTTP/1.1\r\nHost: t\r\n\r\n")
+    assert client.read_response().text == "a"
+    assert client.read_until_close() == b""
+    wait_until(lambda: server.connection_count == 0, message="the connection was not closed")
+    assert len(server._lingering) == 1
+
+
 # -- HTTP/1.0 ------------------------------------------------------------------------------
 
 

@@ -735,3 +735,43 @@ def test_many_pipelined_requests_in_one_buffer() -> None:
     while (event := p.next_event()) is not None:
         heads += isinstance(event, RequestHead)
     assert heads == 50_000 and p.buffered == 0
+
+
+# -- heads shared between parsers -------------------------------------------------------------
+
+SHARED = (b"POST /a/long/enough/target HTTP/1.1\r\nHost: example.com\r\nX-One: 1\r\nX-Two: 2\r\n"
+          b"Content-Length: 5\r\n\r\nhello")
+
+
+def first_event(data: bytes, **limits: int) -> object:
+    p = RequestParser(**limits)
+    p.receive_data(data)
+    try:
+        return p.next_event()
+    except ParseError as exc:
+        return exc.status
+
+
+def test_a_head_parsed_by_one_parser_is_reused_by_another() -> None:
+    one = first_event(SHARED)
+    two = first_event(SHARED)
+    assert isinstance(one, RequestHead) and two is one
+
+
+@pytest.mark.parametrize(("limits", "expected"), [
+    ({"max_headers": 3}, 431),
+    ({"max_header_size": 40}, 431),
+    ({"max_target_size": 10}, 414),
+    ({"max_body_size": 4}, 413),
+])
+def test_a_shared_head_is_still_refused_by_a_parser_with_smaller_limits(limits: dict[str, int],
+                                                                       expected: int) -> None:
+    assert isinstance(first_event(SHARED), RequestHead)  # now in the shared cache
+    assert first_event(SHARED, **limits) == expected
+    assert isinstance(first_event(SHARED, **{k: v + 1000 for k, v in limits.items()}), RequestHead)
+
+
+def test_the_shared_head_cache_stays_bounded() -> None:
+    for i in range(3 * parser_module._SHARED_HEADS_MAX):
+        assert isinstance(first_event(b"GET /%d HTTP/1.1\r\nHost: h\r\n\r\n" % i), RequestHead)
+    assert len(parser_module._SHARED_HEADS) <= parser_module._SHARED_HEADS_MAX
