@@ -114,6 +114,16 @@ class App(Router):
         ``HTTPError(status, reason)``, then to the default error page."""
         req.app = self
         refusal = HTTPError(status, reason)
+        path = req.path
+        for layer in self.stack:
+            # Middleware that watches every response (logger) sees this one too, although the
+            # walk below runs only error middleware: its ``on_refusal(req, res)`` hook.
+            hook = getattr(layer.step.fn, "on_refusal", None) if layer.step is not None else None
+            if hook is not None and (layer.match_all or layer.pattern.match(path) is not None):
+                try:
+                    hook(req, res)
+                except Exception:
+                    log.exception("error in the on_refusal hook of %r", layer.step.fn)  # type: ignore[union-attr]
         _Walk(self, req, res, _Final(self, req, res, refusal)).run(refusal)
 
     def handle(self, req: Request, res: Response, done: Callable[..., None]) -> None:
@@ -230,9 +240,12 @@ class _Final:
             _clear_content_headers(res)
             _error_page(res, 404, f"Cannot {req.method} {path}")
             return
-        status = getattr(err, "status", None)
-        if not isinstance(status, int) or isinstance(status, bool) or not 400 <= status <= 599:
-            status = 500
+        found = getattr(err, "status", None)
+        status = 500
+        from_error = False
+        if isinstance(found, int) and not isinstance(found, bool) and 400 <= found <= 599:
+            status = found
+            from_error = True
         if status >= 500 and err is not self.refusal:
             log.error("error on %s %s", req.method, req.original_url, exc_info=_exc_info(err))
         else:
@@ -247,14 +260,21 @@ class _Final:
         _clear_content_headers(res)
         if isinstance(err, HTTPError):
             message = err.message
-            extra: Any = err.headers
+            extra: Any = err.header_lines
         else:
             message = getattr(err, "message", None) or str(err) or reason_phrase(status)
             extra = getattr(err, "headers", None)
             extra = extra.items() if isinstance(extra, Mapping) else ()
+        if not from_error:
+            extra = ()  # like Express's finalhandler: an error's headers only with its own status
+        seen: set[str] = set()
         for name, value in extra:
             try:
-                res.set(str(name), str(value))
+                if name.lower() in seen:
+                    res.append(str(name), str(value))
+                else:
+                    res.set(str(name), str(value))
+                    seen.add(name.lower())
             except ValueError:
                 # Never let a bad header cost the client its error page (this may run late,
                 # from a timer, with nobody above to turn an exception into a response).

@@ -101,7 +101,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT})")
     parser.add_argument(
-        "--log-level", default="info", choices=["debug", "info", "warning", "error", "critical"],
+        "--log-level", default="info", type=str.lower,
+        choices=["debug", "info", "warning", "error", "critical"],
         help="logging level (default info)",
     )
     for name, unit, default, doc in Config.describe():

@@ -35,9 +35,16 @@ class HTTPError(EvserveError):
     """Raise from a handler for an error response with ``status``.
 
     Args:
-        status: an HTTP status code, 400-599 for errors (3xx is allowed for redirects by error).
+        status: an HTTP status code, 400-599 for an error page (any other status reaching the
+            final handler is answered as 500, without the error's headers, as Express does).
         message: the text shown to the client for a 4xx (a 5xx shows only its reason phrase).
         headers: extra response headers, as a mapping or ``(name, value)`` pairs.
+
+    Attributes:
+        status: the status code.
+        message: the message (the reason phrase when none was given).
+        headers: the extra headers as a ``dict`` (``err.headers["WWW-Authenticate"]``).
+        header_lines: the same as ``(name, value)`` pairs, in order, repeated names kept.
     """
 
     def __init__(self, status: int, message: str | None = None, headers: HeadersArg = None) -> None:
@@ -56,7 +63,11 @@ class HTTPError(EvserveError):
             pairs = [(str(k), str(v)) for k, v in headers.items()]
         else:
             pairs = [(str(k), str(v)) for k, v in headers]
-        self.headers: list[tuple[str, str]] = pairs
+        # The lines sent with the error page, repeats kept (two Set-Cookie lines stay two).
+        self.header_lines: list[tuple[str, str]] = pairs
+        # As http-errors' err.headers: a mapping of what was passed (a repeated name keeps its
+        # last value here; header_lines has them all).
+        self.headers: dict[str, str] = dict(pairs)
         super().__init__(self.message)
 
     def __repr__(self) -> str:

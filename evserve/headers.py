@@ -11,7 +11,7 @@ class Headers(Mapping[str, str]):
     """Request headers: names lowercased, every line kept in the order it was received.
 
     ``headers["Accept"]`` and ``get`` give the value, with repeated lines joined by ``", "``
-    (RFC 9110 section 5.3); ``get_all`` gives each line's value separately; ``items()`` yields
+    (RFC 9110 section 5.3; Cookie lines by ``"; "``, as they are no comma list); ``get_all`` gives each line's value separately; ``items()`` yields
     every ``(name, value)`` line in received order. Lookups ignore case.
     """
 
@@ -35,7 +35,10 @@ class Headers(Mapping[str, str]):
         joined: dict[str, str] = {}
         for name, value in pairs:
             old = joined.get(name)
-            joined[name] = value if old is None else f"{old}, {value}"
+            if old is None:
+                joined[name] = value
+            else:
+                joined[name] = f"{old}; {value}" if name == "cookie" else f"{old}, {value}"
         self._items = pairs
         self._index = joined
 

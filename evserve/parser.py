@@ -105,7 +105,7 @@ _REQUEST_LINE = re.compile(rf"({_TOKEN}) ([\x21-\x7e]+) HTTP/([0-9])\.([0-9])")
 _LOOKS_VERSIONED = re.compile(r"\S+ \S+ HTTP/[0-9]+\.[0-9]+")
 _HEADER_BLOCK = re.compile(rf"(?:{_TOKEN}:{_VALUE}\r\n)*")
 _HEADER_LINE = re.compile(rf"({_TOKEN}):[ \t]*({_VALUE})\r\n")
-_ABSOLUTE_FORM = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[\x21-\x7e]*")
+_ABSOLUTE_FORM = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://([^/?#]*)(?:[/?#][\x21-\x7e]*)?")
 _AUTHORITY_FORM = re.compile(r"[\x21-\x7e]+:[0-9]+")
 _HOST = re.compile(r"(?:\[[0-9A-Za-z:.]+\]|[A-Za-z0-9._~!$&'()*+,;=%-]*)(?::[0-9]*)?")
 _QUOTED = r'"(?:[\t\x20\x21\x23-\x5b\x5d-\x7e\x80-\xff]|\\[\t\x20-\x7e\x80-\xff])*"'
@@ -322,11 +322,16 @@ class RequestParser:
                 raise ParseError(431, f"more than {self.max_headers} header lines")
             index = dict(items)
             if len(index) != len(items):
-                # Repeated names (rare): join their values in order, RFC 9110 section 5.3.
+                # Repeated names (rare): join their values in order, RFC 9110 section 5.3;
+                # Cookie is no comma list, so its lines join with "; " (RFC 9113 section
+                # 8.2.3, as Node does).
                 index = {}
                 for name, value in items:
                     old = index.get(name)
-                    index[name] = value if old is None else f"{old}, {value}"
+                    if old is None:
+                        index[name] = value
+                    else:
+                        index[name] = f"{old}; {value}" if name == "cookie" else f"{old}, {value}"
                     if name == "host":
                         host_lines += 1
             elif "host" in index:
@@ -452,8 +457,16 @@ class RequestParser:
         elif target == "*":
             if method != "OPTIONS":
                 raise ParseError(400, "asterisk-form target is for OPTIONS only")
-        elif _ABSOLUTE_FORM.fullmatch(target) is None:
-            raise ParseError(400, "malformed request-target")
+        else:
+            match = _ABSOLUTE_FORM.fullmatch(target)
+            if match is None:
+                raise ParseError(400, "malformed request-target")
+            authority = match.group(1)
+            if "@" in authority:
+                # RFC 9110 section 4.2.4: userinfo in a received http(s) URI is an error.
+                raise ParseError(400, "userinfo in the request-target")
+            if not authority or _HOST.fullmatch(authority) is None:
+                raise ParseError(400, "invalid authority in the request-target")
 
     def _content_length(self, value: str) -> int:
         # RFC 9110 section 8.6: 1*DIGIT; a list of identical values may be accepted.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -61,8 +62,13 @@ class Request:
         self._conn = conn
         self.method: str = head.method
         target = head.target
-        if target[:1] != "/" and target != "*":
+        absolute = target[:1] != "/" and target != "*"
+        if absolute:
             target = _origin_form(target)
+        if "#" in target:
+            # A fragment is never part of a request (RFC 9110 section 4.2.5); like Express's
+            # parseurl, it is not routed nor parsed into the query.
+            target = target.split("#", 1)[0]
         self.url: str = target
         self.original_url: str = target
         self.base_url: str = ""
@@ -80,9 +86,9 @@ class Request:
         self._query: Any = None
         self._cookies: dict[str, Any] | None = None
         self._signed_cookies: dict[str, Any] | None = None
-        if target is not head.target:
+        if absolute and "://" in head.target:
             # Absolute-form: the target's authority replaces Host (RFC 9112 section 3.2.2).
-            self.__dict__["_authority"] = head.target.split("://", 1)[1].split("/", 1)[0]
+            self.__dict__["_authority"] = _AUTHORITY_END.split(head.target.split("://", 1)[1], 1)[0]
 
     # -- the URL --------------------------------------------------------------------------------
 
@@ -355,16 +361,20 @@ class Request:
         return f"<Request {self.method} {self.original_url}>"
 
 
+_AUTHORITY_END = re.compile(r"[/?#]")
+
+
 def _origin_form(target: str) -> str:
     """The path and query of an absolute-form target (``http://h/p?q`` -> ``/p?q``)."""
     if "://" not in target:
         return target  # authority-form (CONNECT): leave as is
     rest = target.split("://", 1)[1]
-    slash = rest.find("/")
-    query = rest.find("?")
-    if slash < 0 or (0 <= query < slash):
-        return "/" + (rest[query:] if query >= 0 else "")
-    return rest[slash:]
+    end = _AUTHORITY_END.search(rest)
+    if end is None or rest[end.start()] == "#":
+        return "/"
+    if rest[end.start()] == "?":
+        return "/" + rest[end.start():]
+    return rest[end.start():]
 
 
 def _json_cookies(cookies: dict[str, str]) -> dict[str, Any]:
@@ -445,7 +455,9 @@ _TRUST_CACHE: dict[Any, Callable[[str, int], bool]] = {}
 
 def _trust_function(setting: Any) -> Callable[[str, int], bool]:
     """Turn an App ``trust_proxy`` setting into ``fn(address, hop_index) -> bool``."""
-    key = tuple(setting) if isinstance(setting, list) else setting
+    # Keyed with the type too: True == 1 and hash(True) == hash(1), but True trusts every hop
+    # and 1 trusts one.
+    key: Any = (type(setting), tuple(setting) if isinstance(setting, list) else setting)
     try:
         cached = _TRUST_CACHE.get(key)
     except TypeError:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import inspect
 import json as _json
 import re
 import zlib
@@ -379,7 +380,13 @@ class Response:
 
     def json(self, obj: Any) -> None:
         """Send ``obj`` as JSON (``application/json; charset=utf-8``, or the type set earlier
-        with ``charset=utf-8``)."""
+        with ``charset=utf-8``).
+
+        Raises:
+            ValueError: ``obj`` holds a NaN or an infinity, which JSON cannot carry (where
+                JavaScript's ``JSON.stringify`` would silently write ``null``).
+            TypeError: ``obj`` holds something JSON has no form for.
+        """
         if self._state != _FRESH:
             self._refuse("send")
             return
@@ -394,6 +401,38 @@ class Response:
         else:
             _utf8_charset(self._headers)
         self._send_bytes(data, etag=True)
+
+    def format(self, handlers: Mapping[str, Callable[..., object]]) -> None:
+        """Answer with the handler for the type the request accepts best (Express's
+        ``res.format``).
+
+        ``handlers`` maps MIME types or extensions (``"text/plain"``, ``"json"``) to callables
+        taking no arguments or ``(req, res)``; the key ``"default"`` is used when none is
+        acceptable. The chosen type becomes the Content-Type before its handler runs, and
+        ``Vary: Accept`` is added.
+
+        Raises:
+            HTTPError: 406 when no type is acceptable and there is no ``"default"`` (its
+                ``types`` attribute lists the keys offered); from a handler it reaches the
+                error middleware.
+            TypeError: a handler takes another number of arguments.
+        """
+        from evserve.errors import HTTPError  # local: errors is imported lazily here
+
+        req = self.req
+        self.vary("Accept")
+        offered = [key for key in handlers if key != "default"]
+        chosen = req.accepts(offered) if offered else None
+        if chosen is not None:
+            self.type(chosen)
+            fn = handlers[chosen]
+        elif "default" in handlers:
+            fn = handlers["default"]
+        else:
+            error = HTTPError(406)
+            error.types = offered  # type: ignore[attr-defined]  # as Express's err.types
+            raise error
+        _call_format_handler(fn, req, self)
 
     def send_status(self, code: int) -> None:
         """Set the status and send its reason phrase as a text/plain body."""
@@ -528,9 +567,9 @@ class Response:
         conn.send_body(self, data, self._chunked)
         return not conn.write_blocked()
 
-    def _start_stream(self, content_length: int | None = None) -> None:
+    def _start_stream(self, content_length: int | None = None, *, default_type: bool = True) -> None:
         headers = self._headers
-        if "content-type" not in headers:
+        if default_type and "content-type" not in headers:
             headers["content-type"] = ("Content-Type", "text/html; charset=utf-8")
         if content_length is None:
             declared = headers.get("content-length")
@@ -604,6 +643,15 @@ class Response:
             status = self.status_code
             if status == 205:
                 payload = b""  # RFC 9110 section 15.3.6: a 205 response has no content
+            if not payload and self.req.method == "HEAD" and status != 204 and status != 304:
+                # A HEAD handler answering without a body: send the Content-Length it set (the
+                # length a GET would have), or none, never a made-up 0 (RFC 9110 section 8.6).
+                self._start_stream(default_type=False)
+                self._state = _DONE
+                if self._conn is not None:
+                    self._conn.send_end(self, self._chunked)
+                self._finished()
+                return
             if status == 204 or status == 304:
                 payload = b""
             else:
@@ -715,6 +763,20 @@ class Response:
 
     def __repr__(self) -> str:
         return f"<Response {self.status_code} for {self.req.method} {self.req.original_url}>"
+
+
+def _call_format_handler(fn: Callable[..., object], req: Request, res: Response) -> None:
+    try:
+        count = sum(1 for p in inspect.signature(fn).parameters.values()
+                    if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty)
+    except (TypeError, ValueError):
+        count = 2
+    if count == 0:
+        fn()
+    elif count == 2:
+        fn(req, res)
+    else:
+        raise TypeError(f"a res.format handler takes no arguments or (req, res), not {count}")
 
 
 def _utf8_charset(headers: dict[str, tuple[str, str | list[str]]]) -> None:

@@ -162,7 +162,7 @@ def logger(
     is_enabled = access_log.isEnabledFor
     clock = time.perf_counter
 
-    def access_logger(req: Request, res: Response, next_: Next) -> None:
+    def watch(req: Request, res: Response) -> None:
         start = clock()
 
         def finished() -> None:
@@ -171,6 +171,12 @@ def logger(
             write(req, res, (clock() - start) * 1000.0)
 
         res.on_finish(finished)
+
+    def access_logger(req: Request, res: Response, next_: Next) -> None:
+        watch(req, res)
         next_()
 
+    # A request the server refuses after its head (413, 501, a 408 body timeout) goes straight
+    # to the error middleware; the App calls this first so the refusal is logged too.
+    access_logger.on_refusal = watch  # type: ignore[attr-defined]
     return access_logger

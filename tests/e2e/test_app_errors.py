@@ -384,3 +384,43 @@ def test_a_bad_header_on_an_error_is_dropped_not_fatal(caplog):
             assert (res.status, res.text, res.header("X-Good")) == (status, text, "kept")
             assert res.header("X-Bad") is None and b"Injected" not in res.raw
     assert len([r for r in caplog.records if "X-Bad" in r.getMessage()]) == 2
+
+
+# -- HTTPError's headers -------------------------------------------------------------------------
+
+
+def test_httperror_headers_is_the_mapping_given_and_lines_keep_repeats():
+    err = HTTPError(401, headers={"WWW-Authenticate": "Basic"})
+    assert err.headers["WWW-Authenticate"] == "Basic"
+    err = HTTPError(429, headers=[("Set-Cookie", "a=1"), ("Set-Cookie", "b=2"), ("Retry-After", "5")])
+    assert err.header_lines == [("Set-Cookie", "a=1"), ("Set-Cookie", "b=2"), ("Retry-After", "5")]
+    assert err.headers == {"Set-Cookie": "b=2", "Retry-After": "5"}
+
+
+def test_repeated_error_headers_are_all_sent():
+    app = App()
+
+    @app.get("/")
+    def limited(req, res):
+        raise HTTPError(429, headers=[("Set-Cookie", "a=1"), ("Set-Cookie", "b=2"), ("Retry-After", "5")])
+
+    with app.run_in_thread() as server:
+        with RawClient(server) as client:
+            client.request("GET", "/")
+            res = client.read_response()
+    assert res.status == 429
+    assert [v for n, v in res.headers if n.lower() == "set-cookie"] == ["a=1", "b=2"]
+
+
+def test_an_error_status_outside_4xx_5xx_is_a_500_without_the_errors_headers():
+    # As Express's finalhandler: the error's headers go out only with the error's own status.
+    app = App()
+
+    @app.get("/")
+    def redirecting(req, res):
+        raise HTTPError(302, headers={"Location": "/login"})
+
+    with app.run_in_thread() as server:
+        res = fetch(server)
+    assert res.status == 500
+    assert res.header("Location") is None

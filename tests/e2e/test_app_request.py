@@ -372,3 +372,56 @@ def test_json_cookies_come_back_as_objects():
         raw_cookies = "a=j%3A%7Bbad; b=j:0; c=j:%22%22; d=j:%22x%22; e=j:[]; f=" + "j:" + "[" * 5000
         got = requests.get(server.url + "/read", headers={"Cookie": raw_cookies}).json()
         assert got[0] == {"a": "j:{bad", "b": "j:0", "c": 'j:""', "d": "x", "e": [], "f": "j:" + "[" * 5000}
+
+
+# -- audit regressions -------------------------------------------------------------------------
+
+
+def test_trust_proxy_true_and_one_are_different_settings_in_one_process():
+    # True == 1 in Python: a cache keyed by the setting alone once made them the same.
+    forwarded = "GET / HTTP/1.1\nHost: h\nX-Forwarded-For: 1.1.1.1, 2.2.2.2, 3.3.3.3"
+    for setting, expected in ((1, "3.3.3.3"), (True, "1.1.1.1"), (1, "3.3.3.3"), (False, "127.0.0.1")):
+        app = App(trust_proxy=setting)
+        app.get("/", lambda req, res: res.json(req.ip))
+        with app.run_in_thread() as server:
+            assert raw_json(server, forwarded) == expected, setting
+
+
+@pytest.mark.parametrize(("target", "expected"), [
+    ("/p#frag", ["/p", "/p", {}]),
+    ("/p?a=1#frag", ["/p?a=1", "/p?a=1", {"a": "1"}]),
+    ("http://h.test/p?a=1#x", ["/p?a=1", "/p?a=1", {"a": "1"}]),
+])
+def test_a_fragment_is_neither_routed_nor_part_of_the_query(target, expected):
+    app = App()
+    app.get("/p", lambda req, res: res.json([req.url, req.original_url, req.query]))
+    with app.run_in_thread() as server:
+        assert raw_json(server, f"GET {target} HTTP/1.1\nHost: h.test") == expected
+
+
+@pytest.mark.parametrize(("target", "host", "path"), [
+    ("http://example.com?x=1", "example.com", "/"),
+    ("http://example.com:8080#top", "example.com:8080", "/"),
+    ("http://example.com#a/b", "example.com", "/"),
+    ("HTTP://Example.com/a", "Example.com", "/a"),
+])
+def test_the_authority_of_an_absolute_form_target_ends_at_path_query_or_fragment(target, host, path):
+    app = App()
+    app.use(lambda req, res: res.json([req.host, req.path]))
+    with app.run_in_thread() as server:
+        assert raw_json(server, f"GET {target} HTTP/1.1\nHost: other") == [host, path]
+
+
+@pytest.mark.parametrize("target", ["http://user:pw@example.com/a", "http:///a", "http://exa mple/"])
+def test_an_absolute_form_target_with_userinfo_or_no_host_is_400(target):
+    app = App()
+    app.use(lambda req, res: res.send("ok"))
+    with app.run_in_thread() as server:
+        res = raw(server, f"GET {target} HTTP/1.1\r\nHost: h\r\n\r\n".encode())
+        assert res.status == 400
+
+
+def test_two_cookie_lines_are_joined_as_cookies():
+    app = report(lambda req: req.cookies)
+    with app.run_in_thread() as server:
+        assert raw_json(server, "GET / HTTP/1.1\nHost: h\nCookie: a=1\nCookie: b=2") == {"a": "1", "b": "2"}

@@ -469,8 +469,17 @@ def test_vary_appends_to_an_existing_header():
 @pytest.mark.parametrize(("filename", "disposition", "content_type"), [
     (None, "attachment", None),
     ("/path/to/image.png", 'attachment; filename="image.png"', "image/png"),
-    ("r\u00e9sum\u00e9.pdf", "attachment; filename=\"r?sum?.pdf\"; filename*=UTF-8''r%C3%A9sum%C3%A9.pdf",
+    # As Express's content-disposition: Latin-1 names are sent as they are, others get a
+    # "?" fallback and filename*; a %XX in the name also gets filename*.
+    ("r\u00e9sum\u00e9.pdf", 'attachment; filename="r\u00e9sum\u00e9.pdf"', "application/pdf"),
+    ("/locales/\u65e5\u672c\u8a9e.txt",
+     "attachment; filename=\"???.txt\"; filename*=UTF-8''%E6%97%A5%E6%9C%AC%E8%AA%9E.txt",
+     "text/plain; charset=utf-8"),
+    ("\u20ac rates.pdf", "attachment; filename=\"? rates.pdf\"; filename*=UTF-8''%E2%82%AC%20rates.pdf",
      "application/pdf"),
+    ("the%20plans.pdf", "attachment; filename=\"the%20plans.pdf\"; filename*=UTF-8''the%2520plans.pdf",
+     "application/pdf"),
+    ("a\\b.txt", 'attachment; filename="a\\\\b.txt"', "text/plain; charset=utf-8"),
     ('say "hi".txt', 'attachment; filename="say \\"hi\\".txt"', "text/plain; charset=utf-8"),
 ])
 def test_attachment(filename, disposition, content_type):
@@ -945,3 +954,65 @@ def test_a_connection_header_without_close_keeps_the_connection(serve, clients):
     for _ in range(2):
         client.request(target="/")
         assert client.read_response().text == "ok"
+
+
+def formatted(req, res):
+    res.format({
+        "text/plain": lambda: res.send("hey"),
+        "text/html": lambda req, res: res.send("<p>hey</p>"),
+        "json": lambda: res.json({"message": "hey"}),
+    })
+
+
+@pytest.mark.parametrize(("accept", "status", "body", "content_type"), [
+    ("text/plain", 200, "hey", "text/plain; charset=utf-8"),
+    ("text/html", 200, "<p>hey</p>", "text/html; charset=utf-8"),
+    ("application/json", 200, '{"message":"hey"}', "application/json; charset=utf-8"),
+    ("text/html;q=.5, application/json", 200, '{"message":"hey"}', "application/json; charset=utf-8"),
+    (None, 200, "hey", "text/plain; charset=utf-8"),  # no Accept: the first
+    ("image/png", 406, None, None),
+])
+def test_format_picks_the_handler_for_the_accepted_type(accept, status, body, content_type):
+    with served(formatted).run_in_thread() as server:
+        res = requests.get(server.url, headers={"Accept": accept} if accept else {}, timeout=10)
+    assert res.status_code == status
+    assert res.headers["Vary"] == "Accept"
+    if body is not None:
+        assert res.text == body
+        assert res.headers["Content-Type"] == content_type
+
+
+def test_format_falls_back_to_default_and_406_reaches_error_middleware():
+    app = App()
+
+    @app.get("/default")
+    def with_default(req, res):
+        res.format({"json": lambda: res.json(1), "default": lambda: res.status(406).send("nope")})
+
+    app.get("/plain")(formatted)
+
+    def on_error(err, req, res, next):
+        res.status(err.status).json({"offered": err.types})
+
+    app.use(on_error)
+    with app.run_in_thread() as server:
+        res = requests.get(server.url + "/default", headers={"Accept": "text/csv"}, timeout=10)
+        assert (res.status_code, res.text) == (406, "nope")
+        res = requests.get(server.url + "/plain", headers={"Accept": "text/csv"}, timeout=10)
+        assert res.status_code == 406
+        assert res.json() == {"offered": ["text/plain", "text/html", "json"]}
+
+
+def test_a_head_handler_keeps_the_content_length_it_set_and_adds_none_otherwise(serve, clients):
+    # RFC 9110 section 8.6: a HEAD response's Content-Length, if any, is the GET body's length.
+    app = App()
+    app.head("/declared", lambda req, res: res.set("Content-Length", "100").end())
+    app.head("/bare", lambda req, res: res.end())
+    app.get("/text", lambda req, res: res.send("hello"))
+    client = clients(serve(app))
+    for target, length in (("/declared", "100"), ("/bare", None), ("/text", "5")):
+        client.request("HEAD", target)
+        res = client.read_response("HEAD")
+        assert (res.status, res.header("Content-Length"), res.body) == (200, length, b""), target
+    client.request("GET", "/text")
+    assert client.read_response().text == "hello"  # the connection is still in step

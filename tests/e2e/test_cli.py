@@ -164,14 +164,14 @@ def test_sigterm_also_stops_gracefully(workdir):
 def test_every_limit_option_is_accepted_and_applied(workdir):
     port = free_port()
     args = [
-        "hello_app:app", "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning",
+        "hello_app:app", "--host", "127.0.0.1", "--port", str(port), "--log-level", "WARNING",
         "--keepalive-timeout", "2.5", "--header-timeout", "3", "--body-timeout", "3",
         "--write-timeout", "3", "--graceful-timeout", "2", "--max-header-size", "4096",
         "--max-headers", "8", "--max-target-size", "64", "--max-body-size", "10",
         "--max-connections", "50", "--backlog", "16", "--workers", "1", "--write-buffer-size", "8192",
     ]
     with cli(workdir, *args) as server:
-        server.wait_port(port)  # --log-level warning: no startup line to wait for
+        server.wait_port(port)  # --log-level WARNING (any case): no startup line to wait for
         with RawClient(("127.0.0.1", port)) as client:
             client.request("GET", "/")
             assert client.read_response().text == "hello from hello_app"

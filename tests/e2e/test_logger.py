@@ -275,3 +275,28 @@ def test_bad_options_raise_at_construction():
         logger("fancy")
     with pytest.raises(TypeError):
         logger(42)
+
+
+@pytest.mark.parametrize(("head", "status"), [
+    (b"POST /hello HTTP/1.1\r\nHost: t\r\nContent-Length: 50\r\n\r\n" + b"x" * 50, 413),
+    (b"POST /hello HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", 501),
+    (b"POST /hello HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\nab", 408),  # body timeout
+])
+def test_a_request_the_server_refuses_after_its_head_is_logged(serve, clients, access, head, status):
+    server = serve(make_app(logger()), max_body_size=10, body_timeout=0.2)
+    client = clients(server)
+    client.send(head)
+    assert client.read_response().status == status
+    (line,) = access(1)
+    assert re.fullmatch(rf"POST /hello {status} {MS} ms - \d+", line), line
+
+
+def test_a_refusal_under_a_mount_the_logger_does_not_cover_is_not_logged(serve, clients, caplog):
+    caplog.set_level(logging.INFO, logger="evserve.access")
+    app = App()
+    app.use("/api", logger())
+    server = serve(app, max_body_size=10)
+    client = clients(server)
+    client.send(b"POST /other HTTP/1.1\r\nHost: t\r\nContent-Length: 50\r\n\r\n" + b"x" * 50)
+    assert client.read_response().status == 413
+    assert [r for r in caplog.records if r.name == "evserve.access"] == []
