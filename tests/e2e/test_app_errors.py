@@ -404,10 +404,9 @@ def test_repeated_error_headers_are_all_sent():
     def limited(req, res):
         raise HTTPError(429, headers=[("Set-Cookie", "a=1"), ("Set-Cookie", "b=2"), ("Retry-After", "5")])
 
-    with app.run_in_thread() as server:
-        with RawClient(server) as client:
-            client.request("GET", "/")
-            res = client.read_response()
+    with app.run_in_thread() as server, RawClient(server) as client:
+        client.request("GET", "/")
+        res = client.read_response()
     assert res.status == 429
     assert [v for n, v in res.headers if n.lower() == "set-cookie"] == ["a=1", "b=2"]
 

@@ -164,7 +164,7 @@ def test_cancelled_timers_are_dropped_without_scanning_the_heap_every_turn():
         handles[0].cancel()  # dropped from the heap already: a second cancel counts nothing
         handles[700].cancel()
         assert reactor._cancelled_timers == 1
-        assert [entry[2] for entry in sorted(reactor._timers)][0] is handles[600]
+        assert min(reactor._timers)[2] is handles[600]
     finally:
         reactor.close()
 
