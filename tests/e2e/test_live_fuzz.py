@@ -10,7 +10,7 @@ import logging
 
 import pytest
 
-from fuzz.live import TIMEOUTS, make_app, run
+from fuzz.live import KINDS, TIMEOUTS, make_app, run
 
 
 @pytest.mark.slow
@@ -18,8 +18,10 @@ def test_live_fuzz_never_hangs_and_leaves_the_server_healthy() -> None:
     summary = run(150, seed=20261121, concurrency=16, time_limit=60)
     assert summary.connections == 150
     assert not summary.failures, summary.report() + "\n" + "\n".join(summary.failures)
-    # The cases reach the server's answers, not only its closes.
+    # The cases reach the server's answers, not only its closes, and every kind of case ran
+    # (the deadlines and the write timeout among them).
     assert summary.statuses[200] and summary.statuses[400] and summary.statuses[408]
+    assert set(summary.kinds) == {kind for kind, _ in KINDS}, summary.kinds
 
 
 def test_a_refused_transfer_coding_is_not_logged_as_an_error(serve, clients, caplog) -> None:
