@@ -7,17 +7,28 @@ its checks can fail: each breaks ``Connection`` in one way and the machine must 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import logging
+from collections.abc import Callable, Iterator
 
 import pytest
 from hypothesis import settings
 
 from evserve.connection import Connection
+from fuzz.connection_fakes import ErrorLogRecorder
 from fuzz.connection_inputs import ReqSpec
 from fuzz.connection_machine import ConnectionMachine
 
 TestConnectionMachine = ConnectionMachine.TestCase
 TestConnectionMachine.settings = settings(stateful_step_count=30)  # the rest from the profile
+
+
+@pytest.fixture(autouse=True)
+def _no_machine_left_logging() -> Iterator[None]:
+    """A program that fails before its teardown leaves its log handler behind: remove it."""
+    yield
+    evlog = logging.getLogger("evserve")
+    for handler in [h for h in evlog.handlers if isinstance(h, ErrorLogRecorder)]:
+        evlog.removeHandler(handler)
 
 
 def spec(**changes: object) -> ReqSpec:
