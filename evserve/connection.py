@@ -473,6 +473,11 @@ class Connection:
         self._next_request()
 
     def _next_request(self) -> None:
+        if self._stopping:
+            # shutdown() came while WRITING: like a shutdown during HANDLED, the response in
+            # flight is the last; a pipelined request already buffered is not started.
+            self._close()
+            return
         if self._parser.buffered:
             self._move(_READING_HEADERS)
             self.deadline = self._clock() + self._config.header_timeout
@@ -481,7 +486,7 @@ class Connection:
         else:
             self._move(_IDLE)
             self.deadline = self._clock() + self._config.keepalive_timeout
-            if self._peer_eof or self._stopping:  # stopping: shutdown() came while WRITING
+            if self._peer_eof:
                 self._close()
 
     def drained(self) -> None:

@@ -100,16 +100,7 @@ HEADER_LINE = re.compile(r"([!#$%&'*+.^_`|~0-9A-Za-z-]+): ?([^\r\n]*)")
 
 
 class ConnectionMachine(RuleBasedStateMachine):
-    """Drives one ``Connection`` through rules; see the module docstring for the invariants.
-
-    ``known_bugs`` names evserve bugs the checks tolerate for now, each with a strict xfail test
-    in ``tests/unit/test_connection_machine.py`` (which runs without the tolerance): when the
-    bug is fixed, that test passes, and the name goes from here with its xfail marker.
-    """
-
-    # "shutdown-in-writing": a shutdown while a response waits above the high-water mark still
-    # serves a pipelined request already buffered (in HANDLED it would close after the response).
-    known_bugs: frozenset[str] = frozenset({"shutdown-in-writing"})
+    """Drives one ``Connection`` through rules; see the module docstring for the invariants."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -378,8 +369,6 @@ class ConnectionMachine(RuleBasedStateMachine):
                 in_progress = conn.state is READING_BODY or (
                     conn.state is READING_HEADERS and conn._parser.in_message
                 )
-                if "shutdown-in-writing" in self.known_bugs and conn.state is WRITING and conn._parser.buffered:
-                    in_progress = True  # evserve serves one buffered request after such a shutdown
                 self.shutdown_allowance = 1 if in_progress else 0
             conn.shutdown()
         self.pump()
