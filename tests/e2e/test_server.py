@@ -137,6 +137,14 @@ def test_connection_close_is_honoured(serve, clients):
     assert client.read_until_close() == b""
 
 
+def lingering_after_close(server, client) -> int:
+    """Wait for the server's FIN and the connection to be gone; return the sockets lingering
+    (the client keeps its end open, so a lingering socket stays until LINGER_TIME)."""
+    assert client.read_until_close() == b""
+    wait_until(lambda: server.connection_count == 0, message="the connection was not closed")
+    return len(server._lingering)
+
+
 def test_a_close_the_client_asked_for_does_not_linger(serve, clients):
     # The client may send nothing more (RFC 9112 section 9.6): the socket closes at once
     # instead of draining input for LINGER_TIME, even while the client keeps its end open.
@@ -144,9 +152,7 @@ def test_a_close_the_client_asked_for_does_not_linger(serve, clients):
     client = clients(server)
     client.request(target="/x", headers={"Connection": "close"})
     assert client.read_response().text == "x"
-    assert client.read_until_close() == b""
-    wait_until(lambda: server.connection_count == 0, message="the connection was not closed")
-    assert not server._lingering
+    assert lingering_after_close(server, client) == 0
 
 
 def test_a_close_the_server_decided_lingers_until_the_client_closes(serve, clients):
@@ -160,9 +166,7 @@ def test_a_close_the_server_decided_lingers_until_the_client_closes(serve, clien
     client = clients(server)
     client.send(b"GET / HTTP/1.1\r\nHost: t\r\n\r\nGET / HTTP/1.1\r\nHost: t\r\n\r\n")
     assert client.read_response().text == "bye"
-    assert client.read_until_close() == b""
-    wait_until(lambda: server.connection_count == 0, message="the connection was not closed")
-    assert len(server._lingering) == 1
+    assert lingering_after_close(server, client) == 1
     client.close()
     wait_until(lambda: not server._lingering, message="lingering did not end when the client closed")
 
@@ -172,9 +176,7 @@ def test_pipelined_bytes_after_a_close_request_still_linger(serve, clients):
     client = clients(server)
     client.send(b"GET /a HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\nGET /b HTTP/1.1\r\nHost: t\r\n\r\n")
     assert client.read_response().text == "a"
-    assert client.read_until_close() == b""
-    wait_until(lambda: server.connection_count == 0, message="the connection was not closed")
-    assert len(server._lingering) == 1
+    assert lingering_after_close(server, client) == 1
 
 
 # -- HTTP/1.0 ------------------------------------------------------------------------------
