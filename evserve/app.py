@@ -260,7 +260,7 @@ class _Final:
         _clear_content_headers(res)
         if isinstance(err, HTTPError):
             message = err.message
-            extra: Any = err.header_lines
+            extra: Any = err.current_lines()
         else:
             message = getattr(err, "message", None) or str(err) or reason_phrase(status)
             extra = getattr(err, "headers", None)
@@ -270,12 +270,13 @@ class _Final:
         seen: set[str] = set()
         for name, value in extra:
             try:
-                if name.lower() in seen:
-                    res.append(str(name), str(value))
+                key = str(name)
+                if key.lower() in seen:
+                    res.append(key, str(value))
                 else:
-                    res.set(str(name), str(value))
-                    seen.add(name.lower())
-            except ValueError:
+                    res.set(key, str(value))
+                    seen.add(key.lower())
+            except Exception:
                 # Never let a bad header cost the client its error page (this may run late,
                 # from a timer, with nobody above to turn an exception into a response).
                 log.warning("error header %r dropped: invalid name or value", name)

@@ -460,10 +460,10 @@ class Connection:
         if not self._keep_alive or self._stopping or (
             self._peer_eof and not self._parser.buffered
         ):
-            head = self._head
-            if head is not None and not head.keep_alive and not self._parser.buffered:
-                # The client asked for this close and may send nothing more (RFC 9112
-                # section 9.6): no input to protect the response from, so no lingering.
+            if self._parser.is_done and not self._parser.buffered:
+                # The client asked for this close and its request was read to the end (a
+                # refusal leaves the parser in error, not done): it may send nothing more (RFC
+                # 9112 section 9.6), so there is no input to protect the response from.
                 self._linger = False
             self._close()
             return

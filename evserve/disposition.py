@@ -25,7 +25,7 @@ def content_disposition(filename: str | None = None, disposition: str = "attachm
     """
     if filename is None:
         return disposition
-    name = filename.rsplit("/", 1)[-1]
+    name = (filename.rstrip("/") or filename).rsplit("/", 1)[-1]  # like Node's basename
     quotable = _QUOTABLE.fullmatch(name) is not None
     fallback = _NOT_LATIN1.sub("?", name)
     has_fallback = fallback != name

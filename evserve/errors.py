@@ -70,6 +70,18 @@ class HTTPError(EvserveError):
         self.headers: dict[str, str] = dict(pairs)
         super().__init__(self.message)
 
+    def current_lines(self) -> list[tuple[str, str]]:
+        """The header lines to send: ``headers`` as it is now (a handler may have changed it),
+        with the repeats of ``header_lines`` kept for a name whose last value is unchanged."""
+        lines: list[tuple[str, str]] = []
+        for name, value in self.headers.items():
+            repeats = [v for n, v in self.header_lines if n == name]
+            if len(repeats) > 1 and repeats[-1] == value:
+                lines.extend((name, v) for v in repeats)
+            else:
+                lines.append((name, value))
+        return lines
+
     def __repr__(self) -> str:
         return f"HTTPError({self.status!r}, {self.message!r})"
 

@@ -278,6 +278,7 @@ class RequestParser:
             # client repeating itself): it was fully validated then, so reuse that result.
             self._pos = self._scan = end + 4
             return self._start_body(last[1])
+        raw: bytes | None = None
         if end - pos <= _CACHED_HEAD_SIZE:
             raw = bytes(buf[pos:end])
             shared = _SHARED_HEADS.get(raw)
@@ -395,8 +396,7 @@ class RequestParser:
             content_length,
             chunked,
         )
-        if end - pos <= _CACHED_HEAD_SIZE:
-            raw = bytes(buf[pos:end])
+        if raw is not None:
             self._last_head = (raw, result)
             if len(_SHARED_HEADS) >= _SHARED_HEADS_MAX:
                 _SHARED_HEADS.clear()
@@ -465,7 +465,7 @@ class RequestParser:
             if "@" in authority:
                 # RFC 9110 section 4.2.4: userinfo in a received http(s) URI is an error.
                 raise ParseError(400, "userinfo in the request-target")
-            if not authority or _HOST.fullmatch(authority) is None:
+            if not authority or authority[0] == ":" or _HOST.fullmatch(authority) is None:
                 raise ParseError(400, "invalid authority in the request-target")
 
     def _content_length(self, value: str) -> int:

@@ -78,7 +78,9 @@ class TimerHandle(Handle):
         if not self._cancelled:
             self._cancelled = True
             reactor = self._reactor
-            if reactor is not None:
+            # Counted only on the reactor's thread (the count is not locked); a cancel from
+            # elsewhere just sets the flag, and the entry is dropped when it comes up.
+            if reactor is not None and reactor.in_reactor_thread():
                 reactor._timer_cancelled()
 
 
@@ -321,7 +323,8 @@ class Reactor:
                 handle = heapq.heappop(timers)[2]
                 handle._reactor = None
                 if handle._cancelled:
-                    self._cancelled_timers -= 1
+                    if self._cancelled_timers > 0:
+                        self._cancelled_timers -= 1
                 else:
                     ready.append(handle)
         for _ in range(len(ready)):

@@ -413,8 +413,8 @@ class Response:
 
         Raises:
             HTTPError: 406 when no type is acceptable and there is no ``"default"`` (its
-                ``types`` attribute lists the keys offered); from a handler it reaches the
-                error middleware.
+                ``types`` attribute lists the offered types as MIME types); from a handler it
+                reaches the error middleware.
             TypeError: a handler takes another number of arguments.
         """
         from evserve.errors import HTTPError  # local: errors is imported lazily here
@@ -429,8 +429,11 @@ class Response:
         elif "default" in handlers:
             fn = handlers["default"]
         else:
+            from evserve.negotiation import content_type_for
+
             error = HTTPError(406)
-            error.types = offered  # type: ignore[attr-defined]  # as Express's err.types
+            # As Express's err.types: the offered keys as MIME types ("json" -> application/json).
+            error.types = [content_type_for(key).split(";", 1)[0] for key in offered]  # type: ignore[attr-defined]
             raise error
         _call_format_handler(fn, req, self)
 

@@ -423,3 +423,40 @@ def test_an_error_status_outside_4xx_5xx_is_a_500_without_the_errors_headers():
         res = fetch(server)
     assert res.status == 500
     assert res.header("Location") is None
+
+
+def test_headers_added_to_an_httperror_after_it_was_made_are_sent():
+    app = App()
+
+    @app.get("/")
+    def challenge(req, res):
+        err = HTTPError(401)
+        err.headers["WWW-Authenticate"] = 'Basic realm="x"'
+        raise err
+
+    @app.get("/replaced")
+    def replaced(req, res):
+        err = HTTPError(503, headers=[("Retry-After", "1"), ("Retry-After", "2")])
+        err.headers = {"Retry-After": "5"}
+        raise err
+
+    with app.run_in_thread() as server:
+        assert fetch(server).header("WWW-Authenticate") == 'Basic realm="x"'
+        assert fetch(server, "/replaced").header("Retry-After") == "5"
+
+
+def test_an_error_header_with_a_non_str_name_does_not_cost_the_error_page():
+    class Unavailable(Exception):
+        status = 503
+        headers = {1: "x", "Retry-After": "5"}
+
+    app = App()
+
+    @app.get("/")
+    def later(req, res, next_):
+        req.reactor.call_later(0.01, next_, Unavailable())
+
+    with app.run_in_thread() as server:
+        res = fetch(server)
+    assert res.status == 503
+    assert res.header("Retry-After") == "5"

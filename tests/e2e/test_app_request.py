@@ -425,3 +425,11 @@ def test_two_cookie_lines_are_joined_as_cookies():
     app = report(lambda req: req.cookies)
     with app.run_in_thread() as server:
         assert raw_json(server, "GET / HTTP/1.1\nHost: h\nCookie: a=1\nCookie: b=2") == {"a": "1", "b": "2"}
+
+
+@pytest.mark.parametrize("target", ["http://:80/x", "http://:/x"])
+def test_an_absolute_form_target_with_only_a_port_is_400(target):
+    app = App()
+    app.use(lambda req, res: res.send("ok"))
+    with app.run_in_thread() as server:
+        assert raw(server, f"GET {target} HTTP/1.1\r\nHost: h\r\n\r\n".encode()).status == 400

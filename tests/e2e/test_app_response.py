@@ -1000,7 +1000,7 @@ def test_format_falls_back_to_default_and_406_reaches_error_middleware():
         assert (res.status_code, res.text) == (406, "nope")
         res = requests.get(server.url + "/plain", headers={"Accept": "text/csv"}, timeout=10)
         assert res.status_code == 406
-        assert res.json() == {"offered": ["text/plain", "text/html", "json"]}
+        assert res.json() == {"offered": ["text/plain", "text/html", "application/json"]}
 
 
 def test_a_head_handler_keeps_the_content_length_it_set_and_adds_none_otherwise(serve, clients):

@@ -12,6 +12,8 @@ import time
 
 import pytest
 
+from evserve import App
+
 from .conftest import (
     DEADLINE,
     NeedMore,
@@ -445,3 +447,29 @@ def test_requests_library_round_trip(serve):
             reply = session.post(f"{server.url}/p?i={i}", data=b"x" * i, timeout=DEADLINE)
             assert reply.status_code == 200
             assert reply.json() == {"method": "POST", "body": "x" * i, "q": f"/p?i={i}"}
+
+
+@pytest.mark.parametrize(("head", "config"), [
+    # Refused before its body: the parser's error head says keep_alive=False, but the client
+    # is still uploading and must be able to finish sending and read the 413.
+    (b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 200000\r\n\r\n", {"max_body_size": 1000}),
+    # Connection: close, but the body never completes: the 408 must not be destroyed either.
+    (b"POST / HTTP/1.1\r\nHost: t\r\nConnection: close\r\nContent-Length: 200000\r\n\r\n",
+     {"body_timeout": 0.2}),
+])
+@pytest.mark.parametrize("through_app", [False, True])
+def test_a_refused_upload_lingers_so_the_client_reads_its_error(serve, clients, head, config,
+                                                                 through_app):
+    if through_app:  # the refusal is answered through the App's error handling, then _finish
+        app = App()
+        app.use(echo_path)
+        server = serve(app, **config)
+    else:
+        server = serve(echo_path, **config)
+    client = clients(server)
+    client.send(head)
+    status = client.read_response("POST").status
+    assert status in (408, 413)
+    wait_until(lambda: server.connection_count == 0, message="the connection was not closed")
+    assert len(server._lingering) == 1  # draining the upload, not reset
+    client.send(b"x" * 65536)  # the upload goes on: no reset while lingering
