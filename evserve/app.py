@@ -114,16 +114,9 @@ class App(Router):
         ``HTTPError(status, reason)``, then to the default error page."""
         req.app = self
         refusal = HTTPError(status, reason)
-        path = req.path
-        for layer in self.stack:
-            # Middleware that watches every response (logger) sees this one too, although the
-            # walk below runs only error middleware: its ``on_refusal(req, res)`` hook.
-            hook = getattr(layer.step.fn, "on_refusal", None) if layer.step is not None else None
-            if hook is not None and (layer.match_all or layer.pattern.match(path) is not None):
-                try:
-                    hook(req, res)
-                except Exception:
-                    log.exception("error in the on_refusal hook of %r", layer.step.fn)  # type: ignore[union-attr]
+        # Middleware that watches every response (logger) sees this one too, although the walk
+        # below runs only error middleware: its ``on_refusal(req, res)`` hook is called first.
+        _call_refusal_hooks(self, req.path, req, res)
         _Walk(self, req, res, _Final(self, req, res, refusal)).run(refusal)
 
     def handle(self, req: Request, res: Response, done: Callable[..., None]) -> None:
@@ -211,6 +204,27 @@ class App(Router):
 
     def __repr__(self) -> str:
         return f"<App layers={len(self.stack)}>"
+
+
+def _call_refusal_hooks(router: Router, path: str, req: Request, res: Response) -> None:
+    """Call the ``on_refusal`` hook of every middleware whose mount matches ``path``, in stack
+    order, going into mounted routers and apps with the mount path stripped."""
+    for layer in router.stack:
+        if layer.route is not None:
+            continue
+        found = None if layer.match_all else layer.pattern.match(path)
+        if not layer.match_all and found is None:
+            continue
+        if layer.sub is not None:
+            rest = path[len(found.path):] if found is not None else path
+            _call_refusal_hooks(layer.sub, rest if rest[:1] == "/" else "/" + rest, req, res)
+            continue
+        hook = getattr(layer.step.fn, "on_refusal", None) if layer.step is not None else None
+        if hook is not None:
+            try:
+                hook(req, res)
+            except Exception:
+                log.exception("error in the on_refusal hook of %r", hook)
 
 
 class _Final:

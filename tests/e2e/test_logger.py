@@ -300,3 +300,17 @@ def test_a_refusal_under_a_mount_the_logger_does_not_cover_is_not_logged(serve, 
     client.send(b"POST /other HTTP/1.1\r\nHost: t\r\nContent-Length: 50\r\n\r\n" + b"x" * 50)
     assert client.read_response().status == 413
     assert [r for r in caplog.records if r.name == "evserve.access"] == []
+
+
+def test_a_logger_inside_a_mounted_router_logs_a_refusal_under_its_mount(serve, clients, access):
+    api = Router()
+    api.use(logger())
+    api.post("/upload", lambda req, res: res.send("ok"))
+    app = App()
+    app.use("/api", api)
+    server = serve(app, max_body_size=10)
+    client = clients(server)
+    client.send(b"POST /api/upload HTTP/1.1\r\nHost: t\r\nContent-Length: 50\r\n\r\n" + b"x" * 50)
+    assert client.read_response().status == 413
+    (line,) = access(1)
+    assert re.fullmatch(rf"POST /api/upload 413 {MS} ms - \d+", line), line
