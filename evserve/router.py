@@ -103,13 +103,16 @@ def _flatten_handlers(handlers: Sequence[Any]) -> list[Any]:
 class _Step:
     """One handler with its role (in a route's stack or as a middleware layer)."""
 
-    __slots__ = ("fn", "is_async", "method", "role")
+    __slots__ = ("fn", "is_async", "method", "needs_body", "role")
 
     def __init__(self, fn: Any, method: str | None = None) -> None:
         self.fn = fn
         self.role = handler_role(fn)
         self.is_async = _is_async(fn)
         self.method = method  # for route steps: upper-case method, or None for all()
+        # A middleware marked ``needs_body`` (the body parsers) would only call next() for a
+        # request that announces no body: the walk skips it then, saving the call.
+        self.needs_body = self.role == MIDDLEWARE and getattr(fn, "needs_body", False) is True
 
 
 class Route:
@@ -589,7 +592,9 @@ class _Walk:
             if step is None:
                 if err is not None:
                     continue  # a mounted router takes (req, res, next): errors skip it
-            elif (err is None) == (step.role == ERROR):
+            elif (err is None) == (step.role == ERROR) or (
+                step.needs_body and not _announces_body(self.req)
+            ):
                 continue
             if layer.match_all:
                 self.pos = pos
@@ -680,6 +685,14 @@ def _args(role: int, err: Any, req: Request, res: Response, walk: Any) -> tuple[
     if role == MIDDLEWARE:
         return (req, res, walk)
     return (err, req, res, walk)
+
+
+def _announces_body(req: Request) -> bool:
+    """Whether the request has a body, or announced one (an empty ``Content-Length: 0`` too)."""
+    if req.raw_body:
+        return True
+    headers = req.headers._index
+    return "transfer-encoding" in headers or "content-length" in headers
 
 
 def _call(walk: Any, fn: Callable[..., Any], args: tuple[Any, ...], err: Any, role: int,

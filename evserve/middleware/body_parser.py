@@ -362,6 +362,7 @@ def json(
             return
         next_()
 
+    json_parser.needs_body = True  # type: ignore[attr-defined]  # see Router: skipped without a body
     return json_parser
 
 
@@ -414,6 +415,7 @@ def urlencoded(
         req.body = parse(data.decode("utf-8", "replace")) if data else {}
         next_()
 
+    urlencoded_parser.needs_body = True  # type: ignore[attr-defined]  # see Router: skipped without a body
     return urlencoded_parser
 
 
@@ -457,6 +459,7 @@ def text(
         req.body = data.decode("utf-8-sig" if codec == "utf-8" else codec, "replace")
         next_()
 
+    text_parser.needs_body = True  # type: ignore[attr-defined]  # see Router: skipped without a body
     return text_parser
 
 
@@ -486,4 +489,5 @@ def raw(
             return
         next_()
 
+    raw_parser.needs_body = True  # type: ignore[attr-defined]  # see Router: skipped without a body
     return raw_parser

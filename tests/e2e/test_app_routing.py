@@ -927,3 +927,35 @@ def test_dispatch_pattern_attempts_do_not_grow_with_plain_routes():
         results[label] = attempts
     assert results["small"] == results["large"]
     assert max(results["large"]) <= 2
+
+
+def test_middleware_marked_needs_body_runs_only_for_requests_that_announce_a_body():
+    seen = []
+
+    def body_only(req, res, next_):
+        seen.append(req.method)
+        next_()
+
+    body_only.needs_body = True
+    app = App()
+    app.use(body_only)
+    app.all("/", echo("ok"))
+    with app.run_in_thread() as server:
+        assert requests.get(server.url, timeout=10).text == "ok"
+        assert requests.post(server.url, data=b"x", timeout=10).text == "ok"
+        assert requests.post(server.url, data=b"", timeout=10).text == "ok"  # Content-Length: 0
+        assert requests.head(server.url, timeout=10).status_code == 200
+    assert seen == ["POST", "POST"]
+
+
+def test_needs_body_does_not_change_error_middleware_or_routes():
+    def handler(err, req, res, next_):
+        res.status(err.status).send("handled")
+
+    handler.needs_body = True  # only middleware is skipped; an error handler still runs
+    app = App()
+    app.get("/", lambda req, res: (_ for _ in ()).throw(HTTPError(418)))
+    app.use(handler)
+    with app.run_in_thread() as server:
+        res = requests.get(server.url, timeout=10)
+    assert (res.status_code, res.text) == (418, "handled")
