@@ -593,7 +593,7 @@ class _Walk:
                 if err is not None:
                     continue  # a mounted router takes (req, res, next): errors skip it
             elif (err is None) == (step.role == ERROR) or (
-                step.needs_body and not _announces_body(self.req)
+                step.needs_body and not announces_body(self.req)
             ):
                 continue
             if layer.match_all:
@@ -687,11 +687,12 @@ def _args(role: int, err: Any, req: Request, res: Response, walk: Any) -> tuple[
     return (err, req, res, walk)
 
 
-def _announces_body(req: Request) -> bool:
-    """Whether the request has a body, or announced one (an empty ``Content-Length: 0`` too)."""
+def announces_body(req: Request) -> bool:
+    """Whether the request has a body, or announced one (an empty ``Content-Length: 0`` too):
+    type-is's ``hasBody``."""
     if req.raw_body:
         return True
-    headers = req.headers._index
+    headers = req.headers._index  # names are lowercased already: skip Headers.__contains__
     return "transfer-encoding" in headers or "content-length" in headers
 
 

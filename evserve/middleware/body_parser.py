@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 from evserve.errors import HTTPError
 from evserve.negotiation import is_type, parse_content_type
 from evserve.query import parse_query, parse_simple
+from evserve.router import announces_body
 
 if TYPE_CHECKING:
     from evserve.request import Request
@@ -136,12 +137,9 @@ def _check_charset(name: str, option: str) -> str:
 # -- reading the body ---------------------------------------------------------------------------
 
 
-def _has_body(req: Request) -> bool:
-    """type-is ``hasBody``: a body was announced, even an empty one (``Content-Length: 0``)."""
-    if req.raw_body:
-        return True
-    headers = req.headers._index  # names are lowercased already: skip Headers.__contains__
-    return "transfer-encoding" in headers or "content-length" in headers
+# type-is ``hasBody``: a body was announced, even an empty one (``Content-Length: 0``). The
+# router uses the same test to skip these parsers (``needs_body``) for a request without one.
+_has_body = announces_body
 
 
 def _charset(req: Request) -> str | None:
