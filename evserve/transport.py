@@ -126,22 +126,25 @@ class SocketTransport:
             self._set_events(self._events & ~EVENT_READ)  # EOF stays readable: stop watching
             conn.eof_received()
             return
-        # Cork: every response produced while handling these bytes leaves in one send().
-        corked: list[bytes] = []
-        self._corked = corked
-        try:
-            conn.data_received(data)
-        finally:
-            self._corked = None
-            if corked and self._sock is not None:
-                out = corked[0] if len(corked) == 1 else b"".join(corked)
-                self._write_now(out)
-                # Corked bytes count as unsent, so a writer may have been told to wait (or the
-                # connection left in WRITING) above the high-water mark. If the kernel took
-                # everything, no writability event will come to say so: say it now.
-                if len(out) > self.high_water and not self._out and self._sock is not None \
-                        and self.conn is not None:
-                    self.conn.drained()
+        # Cork: every response produced while handling these bytes leaves in one send(), made
+        # once this turn's fd callbacks have run, so one turn's responses leave in one burst.
+        if self._corked is None:
+            self._corked = []
+            self._reactor._after_io(self._uncork)
+        conn.data_received(data)
+
+    def _uncork(self) -> None:
+        corked = self._corked
+        self._corked = None
+        if corked and self._sock is not None:
+            out = corked[0] if len(corked) == 1 else b"".join(corked)
+            self._write_now(out)
+            # Corked bytes count as unsent, so a writer may have been told to wait (or the
+            # connection left in WRITING) above the high-water mark. If the kernel took
+            # everything, no writability event will come to say so: say it now.
+            if len(out) > self.high_water and not self._out and self._sock is not None \
+                    and self.conn is not None:
+                self.conn.drained()
 
     # -- writing --------------------------------------------------------------------------
 

@@ -215,3 +215,91 @@ def test_run_once_returns_after_its_timeout_when_nothing_happens():
         assert time.monotonic() - start < DEADLINE  # it returned at all (no event ever comes)
     finally:
         reactor.close()
+
+
+def _readable_pairs(reactor: Reactor, count: int, on_readable):
+    pairs = [socket.socketpair() for _ in range(count)]
+    for index, (a, b) in enumerate(pairs):
+        reactor.add_reader(a, on_readable, a, index)
+        b.sendall(b"x")
+    return pairs
+
+
+def _run_until(reactor: Reactor, done) -> None:
+    deadline = time.monotonic() + DEADLINE
+    while not done() and time.monotonic() < deadline:
+        reactor.run_once(0.5)
+
+
+def test_after_io_calls_run_once_the_turns_fd_callbacks_have_run():
+    # What transports build on: the output of every connection read in a turn leaves together,
+    # after the reads, so the peer is woken once for the burst.
+    reactor = Reactor()
+    order: list[tuple[str, int]] = []
+
+    def on_readable(sock, index):
+        sock.recv(10)
+        order.append(("read", index))
+        reactor._after_io(lambda: order.append(("after", index)))
+
+    pairs = _readable_pairs(reactor, 5, on_readable)
+    try:
+        _run_until(reactor, lambda: len(order) == 10)
+        assert [kind for kind, _ in order] == ["read"] * 5 + ["after"] * 5
+        assert sorted(index for _, index in order[5:]) == list(range(5))
+        reactor.run_once(0)  # nothing left over for the next turn
+        assert len(order) == 10
+    finally:
+        for a, b in pairs:
+            a.close()
+            b.close()
+        reactor.close()
+
+
+def test_after_io_calls_run_at_least_every_batch_of_fd_callbacks():
+    from evserve.reactor import AFTER_IO_BATCH
+
+    reactor = Reactor()
+    order: list[str] = []
+
+    def on_readable(sock, index):
+        sock.recv(10)
+        order.append("read")
+        reactor._after_io(lambda: order.append("after"))
+
+    count = AFTER_IO_BATCH + 3
+    pairs = _readable_pairs(reactor, count, on_readable)
+    try:
+        _run_until(reactor, lambda: len(order) == 2 * count)
+        # Every fd was readable before the turn, so select() returned them all at once: the
+        # first batch's calls run right after its last read, not after all the reads.
+        first_after = order.index("after")
+        assert first_after == AFTER_IO_BATCH
+        assert order[first_after:first_after + AFTER_IO_BATCH] == ["after"] * AFTER_IO_BATCH
+        assert order.count("after") == count
+    finally:
+        for a, b in pairs:
+            a.close()
+            b.close()
+        reactor.close()
+
+
+def test_a_failing_after_io_call_is_logged_and_the_others_still_run(caplog):
+    reactor = Reactor()
+    ran: list[str] = []
+
+    def on_readable(sock, index):
+        sock.recv(10)
+        reactor._after_io(lambda: 1 / 0)
+        reactor._after_io(lambda: ran.append("second"))
+
+    pairs = _readable_pairs(reactor, 1, on_readable)
+    try:
+        _run_until(reactor, lambda: bool(ran))
+        assert ran == ["second"]
+        assert "ZeroDivisionError" in caplog.text
+    finally:
+        for a, b in pairs:
+            a.close()
+            b.close()
+        reactor.close()
