@@ -116,7 +116,7 @@ class Reactor:
     def __init__(self) -> None:
         self._selector = selectors.DefaultSelector()
         self._ready: deque[Handle] = deque()
-        self._after_io_calls: list[Callable[[], object]] = []  # see _after_io
+        self._after_io_calls: deque[Callable[[], object]] = deque()  # see _after_io
         # (when, seq, handle): tuples compare in C, so heap operations call no Python code.
         self._timers: list[tuple[float, int, TimerHandle]] = []
         self._cancelled_timers = 0  # cancelled handles still in the heap
@@ -270,10 +270,12 @@ class Reactor:
         self._after_io_calls.append(fn)
 
     def _run_after_io(self) -> None:
+        # One at a time off the shared deque: a pass started inside a call (a handler that
+        # closes the server) finishes the rest, and an exception that escapes (KeyboardInterrupt
+        # in a host loop) leaves the calls not yet made for the next pass.
         calls = self._after_io_calls
-        pending = calls.copy()
-        calls.clear()  # in place: _turn holds the list
-        for fn in pending:
+        while calls:
+            fn = calls.popleft()
             try:
                 fn()
             except Exception:

@@ -249,6 +249,9 @@ class Server:
 
     def _close_now(self) -> None:
         self._close_listener()
+        # Responses finished earlier in this turn are still corked (see Reactor._after_io):
+        # hand them to the kernel before the aborts, which drop what is queued.
+        self.reactor._run_after_io()
         for conn in list(self._connections):
             conn.abort()
         self._connections.clear()

@@ -404,3 +404,35 @@ def test_out_of_descriptors_the_server_backs_off_instead_of_spinning(tmp_path):
         stop_process(proc)
         errors.close()
     assert (tmp_path / "stderr.txt").read_text() == ""
+
+
+def test_close_from_a_handler_still_sends_the_responses_finished_earlier_in_the_turn(serve, clients):
+    # Output made while reading is held until the turn's reads are done (one burst per turn).
+    # A handler later in the same turn that closes the server must not drop it: the aborts
+    # come after the held responses are handed to the kernel.
+    from evserve import App
+
+    app = App()
+    app.get("/fast", lambda req, res: res.send("fast-ok"))
+
+    def close_server(req, res):
+        res.send("closing")
+        server.close()
+
+    app.get("/close", close_server)
+    server = serve(app)
+    fast = [clients(server) for _ in range(10)]
+    closer = clients(server)
+    wait_until(lambda: server.connection_count == 11)
+    # Hold the reactor so that every request below is read in one turn.
+    gate = threading.Event()
+    server.reactor.call_soon_threadsafe(gate.wait, DEADLINE)
+    try:
+        for client in fast:
+            client.request("GET", "/fast")
+        closer.request("GET", "/close")
+    finally:
+        gate.set()
+    for client in fast:
+        assert client.read_until_close().endswith(b"fast-ok")
+    assert server.is_closed or wait_until(lambda: server.is_closed)

@@ -7,6 +7,8 @@ import socket
 import threading
 import time
 
+import pytest
+
 from evserve.reactor import Reactor
 from evserve.server import run_in_thread
 
@@ -298,6 +300,33 @@ def test_a_failing_after_io_call_is_logged_and_the_others_still_run(caplog):
         _run_until(reactor, lambda: bool(ran))
         assert ran == ["second"]
         assert "ZeroDivisionError" in caplog.text
+    finally:
+        for a, b in pairs:
+            a.close()
+            b.close()
+        reactor.close()
+
+
+def test_an_after_io_call_that_raises_through_leaves_the_rest_for_the_next_pass():
+    # A KeyboardInterrupt in a host loop's run_once must not lose the other transports' sends.
+    reactor = Reactor()
+    ran: list[str] = []
+
+    def interrupt():
+        raise KeyboardInterrupt
+
+    def on_readable(sock, index):
+        sock.recv(10)
+        reactor._after_io(interrupt)
+        reactor._after_io(lambda: ran.append("second"))
+
+    pairs = _readable_pairs(reactor, 1, on_readable)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            _run_until(reactor, lambda: bool(ran))
+        assert ran == []
+        reactor.run_once(0)
+        assert ran == ["second"]
     finally:
         for a, b in pairs:
             a.close()
