@@ -219,12 +219,20 @@ def test_run_once_returns_after_its_timeout_when_nothing_happens():
         reactor.close()
 
 
+@contextlib.contextmanager
 def _readable_pairs(reactor: Reactor, count: int, on_readable):
+    """``count`` socketpairs watched by ``reactor``, each readable; all closed on exit, with it."""
     pairs = [socket.socketpair() for _ in range(count)]
-    for index, (a, b) in enumerate(pairs):
-        reactor.add_reader(a, on_readable, a, index)
-        b.sendall(b"x")
-    return pairs
+    try:
+        for index, (a, b) in enumerate(pairs):
+            reactor.add_reader(a, on_readable, a, index)
+            b.sendall(b"x")
+        yield pairs
+    finally:
+        for a, b in pairs:
+            a.close()
+            b.close()
+        reactor.close()
 
 
 def _run_until(reactor: Reactor, done) -> None:
@@ -244,18 +252,12 @@ def test_after_io_calls_run_once_the_turns_fd_callbacks_have_run():
         order.append(("read", index))
         reactor._after_io(lambda: order.append(("after", index)))
 
-    pairs = _readable_pairs(reactor, 5, on_readable)
-    try:
+    with _readable_pairs(reactor, 5, on_readable):
         _run_until(reactor, lambda: len(order) == 10)
         assert [kind for kind, _ in order] == ["read"] * 5 + ["after"] * 5
         assert sorted(index for _, index in order[5:]) == list(range(5))
         reactor.run_once(0)  # nothing left over for the next turn
         assert len(order) == 10
-    finally:
-        for a, b in pairs:
-            a.close()
-            b.close()
-        reactor.close()
 
 
 def test_after_io_calls_run_at_least_every_batch_of_fd_callbacks():
@@ -270,8 +272,7 @@ def test_after_io_calls_run_at_least_every_batch_of_fd_callbacks():
         reactor._after_io(lambda: order.append("after"))
 
     count = AFTER_IO_BATCH + 3
-    pairs = _readable_pairs(reactor, count, on_readable)
-    try:
+    with _readable_pairs(reactor, count, on_readable):
         _run_until(reactor, lambda: len(order) == 2 * count)
         # Every fd was readable before the turn, so select() returned them all at once: the
         # first batch's calls run right after its last read, not after all the reads.
@@ -279,11 +280,6 @@ def test_after_io_calls_run_at_least_every_batch_of_fd_callbacks():
         assert first_after == AFTER_IO_BATCH
         assert order[first_after:first_after + AFTER_IO_BATCH] == ["after"] * AFTER_IO_BATCH
         assert order.count("after") == count
-    finally:
-        for a, b in pairs:
-            a.close()
-            b.close()
-        reactor.close()
 
 
 def test_a_failing_after_io_call_is_logged_and_the_others_still_run(caplog):
@@ -295,16 +291,10 @@ def test_a_failing_after_io_call_is_logged_and_the_others_still_run(caplog):
         reactor._after_io(lambda: 1 / 0)
         reactor._after_io(lambda: ran.append("second"))
 
-    pairs = _readable_pairs(reactor, 1, on_readable)
-    try:
+    with _readable_pairs(reactor, 1, on_readable):
         _run_until(reactor, lambda: bool(ran))
         assert ran == ["second"]
         assert "ZeroDivisionError" in caplog.text
-    finally:
-        for a, b in pairs:
-            a.close()
-            b.close()
-        reactor.close()
 
 
 def test_an_after_io_call_that_raises_through_leaves_the_rest_for_the_next_pass():
@@ -320,15 +310,9 @@ def test_an_after_io_call_that_raises_through_leaves_the_rest_for_the_next_pass(
         reactor._after_io(interrupt)
         reactor._after_io(lambda: ran.append("second"))
 
-    pairs = _readable_pairs(reactor, 1, on_readable)
-    try:
+    with _readable_pairs(reactor, 1, on_readable):
         with pytest.raises(KeyboardInterrupt):
             _run_until(reactor, lambda: bool(ran))
         assert ran == []
         reactor.run_once(0)
         assert ran == ["second"]
-    finally:
-        for a, b in pairs:
-            a.close()
-            b.close()
-        reactor.close()
