@@ -59,6 +59,7 @@ class SocketTransport:
     __slots__ = (
         "_closing",
         "_corked",
+        "_corked_size",
         "_events",
         "_fd",
         "_linger_timer",
@@ -87,7 +88,9 @@ class SocketTransport:
         self.write_deadline = float("inf")
         self._out: deque[memoryview | _FileSegment] = deque()
         self._out_size = 0
+        # Output held while input is handled (see _read): None when not corked.
         self._corked: list[bytes] | None = None
+        self._corked_size = 0
         self._linger_timer: TimerHandle | None = None
         self._paused = False
         self._closing = False
@@ -134,10 +137,9 @@ class SocketTransport:
         conn.data_received(data)
 
     def _uncork(self) -> None:
-        corked = self._corked
+        out = self._take_corked()
         self._corked = None
-        if corked and self._sock is not None:
-            out = corked[0] if len(corked) == 1 else b"".join(corked)
+        if out and self._sock is not None:
             self._write_now(out)
             # Corked bytes count as unsent, so a writer may have been told to wait (or the
             # connection left in WRITING) above the high-water mark. If the kernel took
@@ -155,6 +157,7 @@ class SocketTransport:
         corked = self._corked
         if corked is not None:
             corked.append(data)
+            self._corked_size += len(data)
             return
         self._write_now(data)
 
@@ -186,13 +189,9 @@ class SocketTransport:
         if self._sock is None or self._closing:
             file.close()
             return
-        corked = self._corked
-        if corked:
-            # Flush what is corked ahead of the file. Empty the list in place: _read still
-            # holds it and sends whatever is in it (written after the file) when it uncorks.
-            data = b"".join(corked)
-            corked.clear()
-            self._write_now(data)
+        if self._corked:
+            # What is corked goes ahead of the file; the cork stays for what is written after.
+            self._write_now(self._take_corked())
             if self.is_closed:  # the send failed and aborted
                 file.close()
                 return
@@ -203,10 +202,17 @@ class SocketTransport:
 
     def buffer_size(self) -> int:
         """Bytes queued but not yet sent (file segments not counted)."""
+        return self._out_size + self._corked_size
+
+    def _take_corked(self) -> bytes:
+        """Empty the cork (which stays in place) and return what it held."""
         corked = self._corked
-        if corked:
-            return self._out_size + sum(len(c) for c in corked)
-        return self._out_size
+        if not corked:
+            return b""
+        data = corked[0] if len(corked) == 1 else b"".join(corked)
+        corked.clear()
+        self._corked_size = 0
+        return data
 
     def _flush(self) -> None:
         out = self._out
@@ -356,11 +362,8 @@ class SocketTransport:
         if self._sock is None or self._closing:
             return
         self._closing = True
-        corked = self._corked
-        if corked:
-            data = b"".join(corked)
-            corked.clear()  # in place: _read must not send these bytes a second time
-            self._write_now(data)
+        if self._corked:
+            self._write_now(self._take_corked())
             if self.is_closed:
                 return
         if self._events & EVENT_READ:
@@ -467,6 +470,7 @@ class SocketTransport:
                     pass
         self._out.clear()
         self._out_size = 0
+        self._take_corked()  # dropped, as queued output is
         self.write_deadline = float("inf")
         try:
             sock.close()
