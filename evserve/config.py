@@ -27,7 +27,7 @@ class Config:
     """
 
     keepalive_timeout: float = _seconds(5.0, "idle time allowed between two requests")
-    header_timeout: float = _seconds(10.0, "time to receive a whole request head, from its first byte")
+    header_timeout: float = _seconds(10.0, "time to receive a whole request head, from its first byte (from the accept for a new connection)")
     body_timeout: float = _seconds(30.0, "time to receive a whole request body, from the end of the head")
     write_timeout: float = _seconds(30.0, "time the peer may leave pending output unread")
     graceful_timeout: float = _seconds(10.0, "time in-flight requests get to finish at shutdown")

@@ -6,6 +6,8 @@ as arguments, so the whole machine can be driven (and fuzzed) without the networ
 
 States and legal moves (``MOVES``)::
 
+    accept ─────────────┐
+                        ▼
     IDLE ──first byte──▶ READING_HEADERS ──head──▶ READING_BODY ──end──▶ HANDLED
       ▲                         │  (no body) ─────────────────────────────▶ │
       │                         ▼                                           ▼
@@ -16,7 +18,9 @@ States and legal moves (``MOVES``)::
 
 Deadlines, each counted from the start of its state (a byte does not reset them):
 ``keepalive_timeout`` in IDLE, ``header_timeout`` in READING_HEADERS, ``body_timeout`` in
-READING_BODY; in HANDLED the application owns the request and no read deadline runs. While output
+READING_BODY. A new connection starts in READING_HEADERS: its first request is due within
+``header_timeout`` of the accept (a client that sends nothing gets a 408, as from Node), and
+``keepalive_timeout`` is the wait between requests only. In HANDLED the application owns the request and no read deadline runs. While output
 is waiting for the peer to read, ``write_timeout`` runs (restarted whenever the peer reads some).
 """
 
@@ -61,8 +65,8 @@ class State(enum.IntEnum):
     ``Enum`` hashes through a Python-level ``__hash__``).
     """
 
-    IDLE = 1  # waiting for the first byte of a request (keepalive_timeout)
-    READING_HEADERS = 2  # part of a head received (header_timeout)
+    IDLE = 1  # between requests, waiting for the first byte of the next (keepalive_timeout)
+    READING_HEADERS = 2  # a new connection, or part of a head received (header_timeout)
     READING_BODY = 3  # head parsed, body arriving (body_timeout)
     HANDLED = 4  # the application owns the request; it may answer now or later
     WRITING = 5  # response complete, output waiting for the peer to read
@@ -184,8 +188,8 @@ class Connection:
             max_headers=config.max_headers,
             max_body_size=config.max_body_size,
         )
-        self.state = _IDLE
-        self.deadline = clock() + config.keepalive_timeout
+        self.state = _READING_HEADERS  # the first request is due within header_timeout
+        self.deadline = clock() + config.header_timeout
         self._head: RequestHead | None = None
         self._body: list[bytes] = []
         self._res: Response | None = None
@@ -293,7 +297,7 @@ class Connection:
                 try:
                     event = parser.next_event()
                 except ParseError as exc:
-                    self._protocol_error(exc.status, exc.reason, exc.head)
+                    self._protocol_error(exc.status, exc.reason, exc.head, exc.method)
                     break
                 if event is None:
                     if state is _READING_HEADERS and not parser.in_message:
@@ -498,7 +502,8 @@ class Connection:
 
     # -- errors, timeouts, closing -------------------------------------------------------------
 
-    def _protocol_error(self, status: int, reason: str, head: RequestHead | None = None) -> None:
+    def _protocol_error(self, status: int, reason: str, head: RequestHead | None = None,
+                        method: str | None = None) -> None:
         """Answer a request the server refuses, then close.
 
         When the request's head is known (a body over the limit, a body timeout, a framing
@@ -515,7 +520,7 @@ class Connection:
             self._dispatch_error(head, status, reason, render)
             return
         self._head = None
-        self._send_error(status, reason)
+        self._send_error(status, reason, method)
 
     def _dispatch_error(self, head: RequestHead, status: int, reason: str, render: Callable[..., object]) -> None:
         Request, Response = _REQUEST_CLASSES or _load_request_classes()
@@ -537,18 +542,24 @@ class Connection:
         if self._res is res and self.state is _HANDLED:
             self.transport.pause_reading()
 
-    def _send_error(self, status: int, reason: str | None = None) -> None:
-        """Answer with a plain error page and close after it is flushed."""
-        text = f"{status} {reason_phrase(status)}" + (f": {reason}" if reason else "") + "\n"
-        body = text.encode("utf-8", "replace")
+    def _send_error(self, status: int, reason: str | None = None, method: str | None = None) -> None:
+        """Answer with a plain error page and close after it is flushed.
+
+        As the App's default page: the detail for a 4xx, only the reason phrase for a 5xx. No
+        body for a HEAD request (``method`` is the one read from a request line that failed
+        later on, when no head could be made).
+        """
+        detail = f": {reason}" if reason and status < 500 else ""
+        body = f"{status} {reason_phrase(status)}{detail}\n".encode("utf-8", "replace")
         lines = [
             ("Content-Type", "text/plain; charset=utf-8"),
+            ("X-Content-Type-Options", "nosniff"),
             ("Date", http_date(int(time.time()))),
             ("Content-Length", str(len(body))),
             ("Connection", "close"),
         ]
         head = self._head
-        if head is not None and head.method == "HEAD":
+        if (head.method if head is not None else method) == "HEAD":
             body = b""
         self.transport.write(serialize_head(status, lines, validate=False) + body)
         if self._res is not None:

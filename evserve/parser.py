@@ -254,6 +254,12 @@ class RequestParser:
                 return self._parse_trailers()
             return None
         except ParseError as exc:
+            if exc.head is None and self._state == _HEAD:
+                # _pos is still the start of the refused head: note its method if readable.
+                buf = self._buf
+                space = buf.find(b" ", self._pos, self._pos + 32)
+                if space > self._pos:
+                    exc.method = bytes(buf[self._pos:space]).decode("latin-1")
             self._error = exc
             raise
 
@@ -294,8 +300,6 @@ class RequestParser:
         if end - line_end > self.max_header_size:  # header lines: buf[line_end + 2 : end + 2]
             raise ParseError(431, "request header section too large")
         head = buf[pos : end + 2].decode("latin-1")
-        self._pos = end + 4
-        self._scan = end + 4
         line, _, block = head.partition("\r\n")
         match = _REQUEST_LINE.fullmatch(line)
         if match is None:
@@ -383,8 +387,14 @@ class RequestParser:
 
         expect_continue = False
         expect = index.get("expect")
-        if expect is not None and version == "1.1" and "100-continue" in _tokens(expect):
-            expect_continue = True
+        if expect is not None and version == "1.1":  # HTTP/1.0: ignored (RFC 9110 section 10.1.1)
+            members = _tokens(expect)
+            members.discard("")
+            if members - {"100-continue"}:
+                # An expectation the server cannot meet: 417, as Node does (RFC 9110 10.1.1).
+                raise ParseError(417, f"unsupported expectation {expect!r}", RequestHead(
+                    method, target, version, Headers(items, index), False, False, None, False))
+            expect_continue = "100-continue" in members
 
         result = RequestHead(
             method,
@@ -402,6 +412,8 @@ class RequestParser:
                 _SHARED_HEADS.clear()
             _SHARED_HEADS[raw] = (result, max(len(target), line_end - pos - 64), end - line_end,
                                   len(items), content_length or 0)
+        # Consumed only now: a refusal above leaves _pos at the head (see next_event).
+        self._pos = self._scan = end + 4
         return self._start_body(result)
 
     def _start_body(self, head: RequestHead) -> RequestHead:

@@ -50,6 +50,7 @@ def exchange(server, data: bytes) -> tuple[int, dict[str, str], bytes, bool]:
          b"400\r\n" + b"a" * 1024 + b"\r\n400\r\n" + b"b" * 1024 + b"\r\n", 413),
         (b"POST /upload HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", 501),
         (b"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n", 400),
+        (b"POST /upload HTTP/1.1\r\nHost: x\r\nExpect: foo\r\nContent-Length: 3\r\n\r\nabc", 417),
     ],
 )
 def test_refused_after_the_head_goes_through_error_middleware(request_bytes, status):

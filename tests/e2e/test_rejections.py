@@ -86,6 +86,8 @@ CASES = [
         413,
     ),
     ("one huge chunk", b"POST / HTTP/1.1\r\n" + H + b"Transfer-Encoding: chunked\r\n\r\nffffffff\r\n", 413),
+    # 417: an expectation other than 100-continue (RFC 9110 section 10.1.1; as Node does)
+    ("unknown expectation", b"POST / HTTP/1.1\r\n" + H + b"Expect: foo\r\nContent-Length: 2\r\n\r\nab", 417),
     # 505
     ("HTTP/2.0", b"GET / HTTP/2.0\r\n" + H + b"\r\n", 505),
     ("HTTP/1.2", b"GET / HTTP/1.2\r\n" + H + b"\r\n", 505),
@@ -155,3 +157,41 @@ def test_the_same_limits_let_requests_at_the_limit_through(rejecting_server, cli
     assert client.read_response().status == 200
     client.send(b"POST / HTTP/1.1\r\n" + H + b"Content-Length: 3, 3\r\n\r\nabc")
     assert client.read_response().status == 200
+
+
+HEAD_CASES = [
+    ("missing Host", b"HEAD / HTTP/1.1\r\n\r\n", 400),
+    ("repeated Host", b"HEAD / HTTP/1.1\r\n" + H + H + b"\r\n", 400),
+    ("invalid Host", b"HEAD / HTTP/1.1\r\nHost: a b\r\n\r\n", 400),
+    ("obs-fold", b"HEAD / HTTP/1.1\r\n" + H + b"X-A: a\r\n b\r\n\r\n", 400),
+    ("header section too large", b"HEAD / HTTP/1.1\r\n" + H + b"X-Big: " + b"b" * 3000 + b"\r\n\r\n", 431),
+    ("target too long", b"HEAD /" + b"a" * 2000 + b" HTTP/1.1\r\n" + H + b"\r\n", 414),
+    ("HTTP/2.0", b"HEAD / HTTP/2.0\r\n" + H + b"\r\n", 505),
+    ("asterisk", b"HEAD * HTTP/1.1\r\n" + H + b"\r\n", 400),
+]
+
+
+@pytest.mark.parametrize(("name", "data", "status"), HEAD_CASES, ids=[c[0] for c in HEAD_CASES])
+def test_a_refused_head_request_gets_no_body(rejecting_server, clients, name, data, status):
+    # RFC 9110 section 9.3.2: no content in a response to HEAD, even an error found before a
+    # request head could be made (the method is read from the request line).
+    client = clients(rejecting_server)
+    client.send(data)
+    res = client.read_response(method="HEAD")
+    assert res.status == status
+    assert int(res.header("content-length")) > 0  # the length a GET's page would have
+    client.wait_closed()
+    assert client.buffer == b""  # and not one byte of it
+    wait_idle(rejecting_server)
+
+
+def test_the_plain_error_page_shows_the_detail_for_4xx_and_only_the_reason_for_5xx(rejecting_server, clients):
+    client = clients(rejecting_server)
+    client.send(b"GET / HTTP/1.1\r\n\r\n")
+    res = client.read_response()
+    assert res.body == b"400 Bad Request: missing Host header\n"
+    assert res.header("x-content-type-options") == "nosniff"
+    other = clients(rejecting_server)
+    other.send(b"GET / HTTP/2.0\r\n" + H + b"\r\n")
+    res = other.read_response()
+    assert res.body == b"505 HTTP Version Not Supported\n"  # SPEC section 8: no detail for 5xx

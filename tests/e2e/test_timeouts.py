@@ -27,11 +27,17 @@ def test_keepalive_timeout_closes_an_idle_connection(serve, clients):
     assert client.buffer == b""
     wait_idle(server)
 
-    # A connection that never sends anything is closed the same way.
+
+def test_a_new_connection_that_sends_nothing_gets_408_after_header_timeout(serve, clients):
+    # keepalive_timeout is the wait between requests; the first request on a new connection is
+    # due within header_timeout of the accept (as with Node's headersTimeout).
+    server = serve(hello, header_timeout=0.2, keepalive_timeout=30)
     silent = clients(server)
     wait_until(lambda: server.connection_count == 1)
+    res = silent.read_response()
+    assert res.status == 408
+    assert res.header("connection") == "close"
     silent.wait_closed()
-    assert silent.buffer == b""
     wait_idle(server)
 
 

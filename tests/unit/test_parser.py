@@ -254,10 +254,10 @@ def test_in_message_and_buffered() -> None:
     [
         (b"1.1", b"100-continue", True),
         (b"1.1", b"100-Continue", True),
-        (b"1.1", b"foo, 100-continue", True),
-        (b"1.1", b"100-continuex", False),
+        (b"1.1", b"100-continue, ", True),
         (b"1.1", None, False),
         (b"1.0", b"100-continue", False),  # an HTTP/1.0 client cannot wait for a 100
+        (b"1.0", b"foo", False),  # and its other expectations are ignored too (RFC 9110 10.1.1)
     ],
 )
 def test_expect_continue(version: bytes, expect: bytes | None, expected: bool) -> None:
@@ -272,6 +272,19 @@ def test_expect_continue(version: bytes, expect: bytes | None, expected: bool) -
     p.receive_data(b"ok")
     assert p.next_event() == BodyChunk(b"ok")
     assert isinstance(p.next_event(), EndOfMessage)
+
+
+@pytest.mark.parametrize("expect", [b"foo", b"foo, 100-continue", b"100-continuex", b"100-continue=1"])
+def test_an_expectation_other_than_100_continue_is_417(expect: bytes) -> None:
+    # RFC 9110 section 10.1.1: a server MAY answer 417 to an expectation it cannot meet; Node
+    # (so Express) does. The error carries the head, so the app can render the page.
+    p = RequestParser()
+    p.receive_data(b"POST /x HTTP/1.1\r\n" + HOST + b"Content-Length: 2\r\nExpect: " + expect + b"\r\n\r\n")
+    with pytest.raises(ParseError) as info:
+        p.next_event()
+    assert info.value.status == 417
+    assert info.value.head is not None and info.value.head.target == "/x"
+
 
 
 # -- bodies and framing (RFC 9112 section 6, 7) -------------------------------------------------
