@@ -577,6 +577,12 @@ class ConnectionMachine(RuleBasedStateMachine):
             method = self.app.dispatched[int(headers["x-seq"][0])].method
         elif status == 500 and self.next_seq < len(self.app.dispatched):
             method = self.app.dispatched[self.next_seq].method  # the page for an app that raised
+        elif status >= 400 and self.conn is not None:
+            # The server's refusal of the request being parsed: a HEAD gets the page's headers
+            # only, even when the refusal came before a head could be made.
+            error = self.conn._parser._error
+            if error is not None:
+                method = error.head.method if error.head is not None else (error.method or "GET")
         te, cl = headers.get("transfer-encoding"), headers.get("content-length")
         if te is not None and cl is not None:
             self.violation(f"response with both Transfer-Encoding and Content-Length: {headers}")

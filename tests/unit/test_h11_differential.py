@@ -285,6 +285,16 @@ def _long_digit_runs(rest: bytes, h11_status: int | None) -> bool:
     return h11_status == 400 and re.search(rb"[0-9A-Fa-f]{21,}", rest) is not None
 
 
+def _unknown_expectation(rest: bytes, ev: int | None) -> bool:
+    # RFC 9110 section 10.1.1: a server MAY answer 417 to an expectation other than
+    # 100-continue (evserve does, as Node); h11 passes Expect through to the application.
+    if ev != 417:
+        return False
+    line = _request_line(rest)
+    members = {m.strip(b" \t").lower() for v in _header_values(rest, b"expect") for m in v.split(b",")}
+    return len(line) == 3 and line[2] == b"HTTP/1.1" and bool(members - {b"", b"100-continue"})
+
+
 Explainer = Callable[[bytes, "int | None"], bool]
 
 KNOWN_DIFFERENCES: dict[str, tuple[str, Explainer]] = {
@@ -298,6 +308,7 @@ KNOWN_DIFFERENCES: dict[str, tuple[str, Explainer]] = {
     "chunked in HTTP/1.0": ("evserve", _chunked_in_http10),
     "chunk extension grammar": ("evserve", _chunk_line_grammar),
     "chunk line length limit": ("evserve", _chunk_line_limit),
+    "unknown expectation": ("evserve", _unknown_expectation),
     "Transfer-Encoding list": ("h11", _transfer_coding_list),
     "leading empty lines": ("h11", _leading_empty_lines),
     "space before chunk extension": ("h11", _chunk_extension_space),
