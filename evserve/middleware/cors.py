@@ -19,15 +19,26 @@ The ``origin`` option decides the ``Access-Control-Allow-Origin`` value:
 
 Whenever the value depends on the request's Origin, ``Vary: Origin`` is added, also to the
 responses of disallowed origins (a shared cache must not hand them an allowed answer). A
-disallowed origin, or a request without Origin in the reflecting modes, gets no CORS headers and
-goes on to ``next()``, preflight or not; the browser then refuses the cross-origin response.
+disallowed origin, or a request without Origin in the reflecting modes, gets no
+``Access-Control-Allow-Origin``, so the browser refuses the cross-origin response:
+
+* a simple request gets no CORS headers and goes on to ``next()``;
+* a preflight is still answered here, as npm ``cors`` does (its ``lib/index.js`` answers every
+  preflight itself): ``options_success_status`` with the other preflight headers (methods,
+  allowed headers, credentials, max age, exposed headers), only without Allow-Origin. It never
+  reaches the routes, so a path without any route does not answer it with a 404.
+
+A callable's false verdict is npm ``cors``'s ``callback(null, false)``: CORS is off for that
+request (only ``Vary: Origin``), and a preflight goes on to ``next()`` too. The same holds for a
+request without Origin, for which the callable is not asked.
 """
 
 from __future__ import annotations
 
+import enum
 import re
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 if TYPE_CHECKING:
     from evserve.request import Request
@@ -48,6 +59,16 @@ OriginOption = (
 DEFAULT_METHODS = "GET,HEAD,PUT,PATCH,POST,DELETE"
 
 
+class _Verdict(enum.Enum):
+    """An origin policy's answer other than an Allow-Origin value or None (not allowed)."""
+
+    OFF = "off"  # a callable said no: CORS off for this request, preflights included
+
+
+_OFF: Final = _Verdict.OFF
+Allow = Callable[[str | None], str | _Verdict | None]
+
+
 def _join(value: str | Sequence[str] | None, option: str) -> str | None:
     """A header value from a comma-separated string or a list (joined with ",")."""
     if value is None:
@@ -60,9 +81,10 @@ def _join(value: str | Sequence[str] | None, option: str) -> str | None:
     return ",".join(items)
 
 
-def _origin_policy(origin: OriginOption, credentials: bool) -> tuple[Callable[[str | None], str | None], bool]:
-    """Return ``(allow, varies)``: ``allow(request_origin)`` gives the Allow-Origin value or
-    None, and ``varies`` says whether that value depends on the request's Origin."""
+def _origin_policy(origin: OriginOption, credentials: bool) -> tuple[Allow, bool]:
+    """Return ``(allow, varies)``: ``allow(request_origin)`` gives the Allow-Origin value, None
+    (not allowed) or ``_OFF`` (CORS off for this request), and ``varies`` says whether that
+    answer depends on the request's Origin."""
     if origin is True or (origin == "*" and credentials):
         return _reflect, True
     if origin == "*":
@@ -84,9 +106,9 @@ def _origin_policy(origin: OriginOption, credentials: bool) -> tuple[Callable[[s
     if callable(origin):
         decide = origin
 
-        def allow_callable(request_origin: str | None) -> str | None:
+        def allow_callable(request_origin: str | None) -> str | _Verdict | None:
             if request_origin is None:
-                return None
+                return _OFF
             verdict = decide(request_origin)
             if verdict is True:
                 return request_origin
@@ -94,7 +116,7 @@ def _origin_policy(origin: OriginOption, credentials: bool) -> tuple[Callable[[s
                 if verdict == "*" and credentials:
                     return request_origin
                 return verdict
-            return None
+            return _OFF  # npm cors: callback(null, false) turns CORS off for the request
 
         return allow_callable, True
     if isinstance(origin, (list, tuple, set, frozenset)):
@@ -138,7 +160,8 @@ def cors(
     """Middleware that adds CORS headers and answers preflight requests.
 
     Args:
-        origin: who may read responses; see the module documentation.
+        origin: who may read responses; see the module documentation. A preflight from a
+            disallowed origin is answered too, only without Access-Control-Allow-Origin.
         methods: Access-Control-Allow-Methods for preflights (a str or a list).
         allowed_headers: Access-Control-Allow-Headers for preflights; None reflects the
             preflight's Access-Control-Request-Headers (adding ``Vary`` for it); an empty list
@@ -173,15 +196,22 @@ def cors(
         if varies:
             res.vary("Origin")
         allowed = allow(headers.get("origin"))
-        if allowed is None:
+        if allowed is _OFF:
             next_()
             return
-        res.set("Access-Control-Allow-Origin", allowed)
+        is_preflight = req.method == "OPTIONS" and "access-control-request-method" in headers
+        if allowed is None:
+            if not is_preflight:
+                next_()
+                return
+            # A disallowed preflight is still answered, without Allow-Origin (npm cors).
+        else:
+            res.set("Access-Control-Allow-Origin", allowed)
         if credentials:
             res.set("Access-Control-Allow-Credentials", "true")
         if expose_headers:
             res.set("Access-Control-Expose-Headers", expose_headers)
-        if req.method != "OPTIONS" or "access-control-request-method" not in headers:
+        if not is_preflight:
             next_()
             return
         # A preflight (Fetch standard, "CORS-preflight request").

@@ -8,6 +8,8 @@ when the client goes away first: the line then ends with ``" (aborted)"`` and it
 * ``"dev"``: ``GET /path 200 1.234 ms - 13``
 * ``"common"``: ``127.0.0.1 - user [21/Nov/2026:21:03:46 +0000] "GET /path HTTP/1.1" 200 13``
 * ``"combined"``: common plus ``"referer" "user-agent"`` (Apache's combined format)
+* ``"short"``: ``127.0.0.1 user GET /path HTTP/1.1 200 13 - 1.234 ms``
+* ``"tiny"``: ``GET /path 200 13 - 1.234 ms``
 * a callable ``fn(req, res, elapsed_ms) -> str | None``: the line to log, None to log nothing.
 
 The byte count is the response's Content-Length, or ``-`` when it is unknown (a streamed body
@@ -120,7 +122,29 @@ def _combined(req: Request, res: Response, elapsed_ms: float) -> None:
     )
 
 
-_FORMATS: dict[str, Writer] = {"dev": _dev, "common": _common, "combined": _combined}
+def _short(req: Request, res: Response, elapsed_ms: float) -> None:
+    # morgan: ":remote-addr :remote-user :method :url HTTP/:http-version :status
+    # :res[content-length] - :response-time ms"
+    access_log.info(
+        "%s %s %s %s HTTP/%s %d %s - %.3f ms%s",
+        req.ip or "-", _remote_user(req), req.method, req.original_url, req.http_version,
+        res.status_code, "-" if req.aborted else _length(res), elapsed_ms,
+        " (aborted)" if req.aborted else "",
+    )
+
+
+def _tiny(req: Request, res: Response, elapsed_ms: float) -> None:
+    # morgan: ":method :url :status :res[content-length] - :response-time ms"
+    access_log.info(
+        "%s %s %d %s - %.3f ms%s",
+        req.method, req.original_url, res.status_code, "-" if req.aborted else _length(res),
+        elapsed_ms, " (aborted)" if req.aborted else "",
+    )
+
+
+_FORMATS: dict[str, Writer] = {
+    "dev": _dev, "common": _common, "combined": _combined, "short": _short, "tiny": _tiny,
+}
 
 
 def _custom(fmt: FormatFunction) -> Writer:
@@ -140,8 +164,9 @@ def logger(
     """Middleware that logs one line per response through the ``evserve.access`` logger.
 
     Args:
-        format: ``"dev"``, ``"common"``, ``"combined"``, or ``fn(req, res, elapsed_ms)``
-            returning the line (None logs nothing).
+        format: ``"dev"``, ``"common"``, ``"combined"``, ``"short"``, ``"tiny"`` (morgan's
+            predefined formats, without colours), or ``fn(req, res, elapsed_ms)`` returning
+            the line (None logs nothing).
         skip: ``fn(req, res) -> bool`` called when the response finishes; True logs nothing.
 
     Nothing is formatted while INFO is disabled for ``evserve.access``; the library adds no
