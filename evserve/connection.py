@@ -365,20 +365,21 @@ class Connection:
 
         ``block`` is the application's header lines, already validated and formatted as
         ``"Name: value\r\n"`` each; the framing headers (Date, Content-Length, Connection) are
-        the connection's to add.
+        the connection's to add (Date only when ``block`` has none).
         """
         if self._res is not res:
             return  # the connection was lost, or this is a stale response
         head = self._head
+        date = _date_line() if "date" not in res._headers else ""  # Node keeps a Date set
         if status < 200 or status == 204:
             body = b""
-            tail = _date_line() + _connection_line(self._keep_alive, head)
+            tail = date + _connection_line(self._keep_alive, head)
         elif (head is not None and head.method == "HEAD") or status == 304:
             length = "" if status == 304 else f"Content-Length: {len(body)}\r\n"
             body = b""
-            tail = _date_line() + length + _connection_line(self._keep_alive, head)
+            tail = date + length + _connection_line(self._keep_alive, head)
         else:
-            tail = f"{_date_line()}Content-Length: {len(body)}\r\n{_connection_line(self._keep_alive, head)}"
+            tail = f"{date}Content-Length: {len(body)}\r\n{_connection_line(self._keep_alive, head)}"
         data = f"{status_line(status, reason)}{block}{tail}\r\n".encode("latin-1")
         if not body:
             self.transport.write(data)
@@ -419,7 +420,8 @@ class Connection:
             framing = "Transfer-Encoding: chunked\r\n"
         else:
             self._keep_alive = False  # close-delimited body for an HTTP/1.0 client
-        tail = _date_line() + framing + _connection_line(self._keep_alive, head)
+        date = _date_line() if "date" not in res._headers else ""  # Node keeps a Date set
+        tail = date + framing + _connection_line(self._keep_alive, head)
         self.transport.write(f"{status_line(status, reason)}{block}{tail}\r\n".encode("latin-1"))
         return chunked
 

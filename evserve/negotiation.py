@@ -10,6 +10,9 @@ from typing import NamedTuple
 
 __all__ = [
     "accepts",
+    "accepts_charsets",
+    "accepts_encodings",
+    "accepts_languages",
     "accepts_list",
     "content_type_for",
     "is_type",
@@ -309,6 +312,189 @@ def accepts_list(accept_header: str | None) -> list[str]:
     specs = [spec for spec in _parse_accept(accept_header) if spec.q > 0]
     specs.sort(key=lambda spec: (-spec.q, spec.position))
     return [f"{spec.type}/{spec.subtype}" for spec in specs]
+
+
+# negotiator's Accept-Charset / Accept-Encoding entry, and its Accept-Language one ("en-US":
+# prefix "en", the rest after the first "-").
+_TOKEN_ENTRY = re.compile(r"\s*([^\s;]+)\s*(?:;(.*))?")
+_LANGUAGE_ENTRY = re.compile(r"\s*([^\s;-]+)(?:-([^\s;]+))?\s*(?:;(.*))?")
+
+
+class _Token(NamedTuple):
+    full: str  # lowercased: "utf-8", "gzip", "en-us", "*"
+    prefix: str  # a language's primary tag ("en"); the whole token for charsets and encodings
+    q: float
+    position: int
+
+
+def _token_q(params: str | None) -> float:
+    """The q of an Accept-* entry's parameters: 1 when absent, JavaScript ``parseFloat`` else.
+
+    Unlike negotiator, "q" is found whatever its case and spacing (RFC 9110 section 12.4.2:
+    ``OWS ";" OWS "q=" qvalue``, and the name is case-insensitive).
+    """
+    if params:
+        for param in params.split(";"):
+            key, eq, value = param.strip().partition("=")
+            if key.lower() == "q":
+                return _parse_q(value) if eq else 0.0
+    return 1.0
+
+
+def _parse_token(text: str, position: int, *, language: bool) -> _Token | None:
+    if language:
+        match = _LANGUAGE_ENTRY.fullmatch(text)
+        if match is None:
+            return None
+        prefix = match.group(1).lower()
+        full = f"{prefix}-{match.group(2).lower()}" if match.group(2) else prefix
+        return _Token(full, prefix, _token_q(match.group(3)), position)
+    match = _TOKEN_ENTRY.fullmatch(text)
+    if match is None:
+        return None
+    full = match.group(1).lower()
+    return _Token(full, full, _token_q(match.group(2)), position)
+
+
+def _parse_tokens(header: str, *, language: bool = False) -> list[_Token]:
+    """The well-formed entries of an Accept-Charset/-Encoding/-Language header, q=0 ones too."""
+    tokens: list[_Token] = []
+    for position, item in enumerate(header.split(",")):
+        token = _parse_token(item.strip(), position, language=language)
+        if token is not None:
+            tokens.append(token)
+    return tokens
+
+
+def _token_specificity(offer: _Token, spec: _Token) -> int:
+    """negotiator ``specify`` for charsets and encodings: 1 exact, 0 ``*``, -1 no match."""
+    if spec.full == offer.full:
+        return 1
+    return 0 if spec.full == "*" else -1
+
+
+def _language_specificity(offer: _Token, spec: _Token) -> int:
+    """negotiator ``specify`` for languages, -1 for no match.
+
+    4: the same tag; 2: the entry's primary tag is the offer (entry "en-US", offer "en");
+    1: the entry is the offer's primary tag (entry "en", offer "en-US"); 0: the entry is ``*``.
+    """
+    if spec.full == offer.full:
+        return 4
+    if spec.prefix == offer.full:
+        return 2
+    if spec.full == offer.prefix:
+        return 1
+    return 0 if spec.full == "*" else -1
+
+
+def _choose_token(
+    specs: Sequence[_Token],
+    offers: Sequence[str],
+    *,
+    language: bool = False,
+) -> str | None:
+    """negotiator's priority rules for a token list, returning the winning offer as given.
+
+    Each offer takes the entry that matches it most specifically (then the highest q, then the
+    last such entry), so that entry's q decides: ``en;q=0, *`` refuses "en". Offers with q=0 are
+    out; the winner has the highest q, then the most specific match, then the entry earliest in
+    the header, then the earliest offer.
+    """
+    specify = _language_specificity if language else _token_specificity
+    best: tuple[float, int, int, int] | None = None
+    chosen: str | None = None
+    for offer_index, offer in enumerate(offers):
+        if language:
+            parsed = _parse_token(offer, 0, language=True)
+            if parsed is None:
+                continue
+        else:
+            parsed = _Token(offer.lower(), offer.lower(), 1.0, 0)
+        found: tuple[int, float, int] | None = None  # (specificity, q, position), the maximum
+        for spec in specs:
+            s = specify(parsed, spec)
+            if s >= 0 and (found is None or (s, spec.q, spec.position) > found):
+                found = (s, spec.q, spec.position)
+        if found is None or not found[1] > 0:
+            continue
+        rank = (-found[1], -found[0], found[2], offer_index)
+        if best is None or rank < best:
+            best, chosen = rank, offer
+    return chosen
+
+
+def accepts_charsets(accept_charset: str | None, offers: Sequence[str]) -> str | None:
+    """Pick the charset the client prefers, like Express ``req.acceptsCharsets`` (negotiator).
+
+    Comparison ignores case. An absent header means ``*``; an empty one accepts nothing. Each
+    offer's q is that of its own entry when there is one, else that of ``*``: with
+    ``utf-8;q=0.5, *``, ``("utf-8", "iso-8859-1")`` gives ``"iso-8859-1"``. Ties go to the
+    exact match, then to the entry earlier in the header, then to the earlier offer.
+
+    Args:
+        accept_charset: the Accept-Charset header, or ``None`` when absent.
+        offers: the charsets the handler can produce, in its own order of preference.
+
+    Returns:
+        The chosen offer exactly as given, or ``None`` when none is acceptable or ``offers`` is
+        empty. Never raises.
+    """
+    if not offers:
+        return None
+    return _choose_token(_parse_tokens("*" if accept_charset is None else accept_charset), offers)
+
+
+def accepts_encodings(accept_encoding: str | None, offers: Sequence[str]) -> str | None:
+    """Pick the content coding the client prefers, like Express ``req.acceptsEncodings``.
+
+    The rules of :func:`accepts_charsets`, plus negotiator's implicit ``identity``: unless an
+    entry names ``identity`` or ``*``, identity is acceptable with the lowest q in the header
+    (q=0 entries not counting), ranked after every entry. So an absent or empty header accepts
+    ``"identity"`` only (negotiator; RFC 9110 section 12.5.3 would accept any coding), and
+    ``identity;q=0`` or ``*;q=0`` refuses it.
+
+    Args:
+        accept_encoding: the Accept-Encoding header, or ``None`` when absent.
+        offers: the codings the handler can produce (``"gzip"``, ``"br"``, ``"identity"``...).
+
+    Returns:
+        The chosen offer exactly as given, or ``None`` when none is acceptable or ``offers`` is
+        empty. Never raises.
+    """
+    if not offers:
+        return None
+    header = accept_encoding or ""
+    specs = _parse_tokens(header)
+    if not any(spec.full in ("identity", "*") for spec in specs):
+        lowest = min([spec.q or 1.0 for spec in specs], default=1.0)
+        specs.append(_Token("identity", "identity", min(lowest, 1.0), header.count(",") + 1))
+    return _choose_token(specs, offers)
+
+
+def accepts_languages(accept_language: str | None, offers: Sequence[str]) -> str | None:
+    """Pick the language the client prefers, like Express ``req.acceptsLanguages`` (negotiator).
+
+    Tags compare without case. An entry matches an offer exactly, by its primary tag (entry
+    ``en-US`` matches offer ``"en"``, and entry ``en`` offer ``"en-US"``, each less
+    specifically), or as ``*``; the most specific entry sets the offer's q, so with
+    ``en-US, en;q=0.8`` the offers ``("en", "en-US")`` give ``"en-US"`` and ``en;q=0, *``
+    refuses ``"en"``. Ties go to the more specific match, then to the entry earlier in the
+    header, then to the earlier offer. An absent header means ``*``; an empty one accepts
+    nothing.
+
+    Args:
+        accept_language: the Accept-Language header, or ``None`` when absent.
+        offers: the languages the handler can produce, in its own order of preference.
+
+    Returns:
+        The chosen offer exactly as given, or ``None`` when none is acceptable or ``offers`` is
+        empty. Never raises.
+    """
+    if not offers:
+        return None
+    header = "*" if accept_language is None else accept_language
+    return _choose_token(_parse_tokens(header, language=True), offers, language=True)
 
 
 def _normalize_expected(kind: str) -> str | None:

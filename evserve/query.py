@@ -11,6 +11,8 @@ __all__ = ["parse_query", "parse_simple"]
 _BRACKET_ESCAPE = re.compile(r"%5[bBdD]")
 # A run of well-formed percent-escapes, decoded together so multi-byte UTF-8 holds together.
 _ESCAPE_RUN = re.compile(r"(?:%[0-9A-Fa-f]{2})+")
+# A "%" not followed by two hex digits: decodeURIComponent's URIError.
+_BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
 # One bracket segment: "[" then anything but brackets then "]" (qs: /(\[[^[\]]*])/).
 _SEGMENT = re.compile(r"\[[^\[\]]*\]")
 # A canonical non-negative decimal (qs: String(parseInt(x)) === x); bounded so int() stays cheap.
@@ -27,11 +29,31 @@ def _unescape_run(match: re.Match[str]) -> str:
     return bytes.fromhex(match.group().replace("%", "")).decode("utf-8", "replace")
 
 
-def _decode(text: str) -> str:
-    """Decode one key or value: "+" is a space, then UTF-8 percent-escapes (never raises).
+def _unescape_run_strict(match: re.Match[str]) -> str:
+    return bytes.fromhex(match.group().replace("%", "")).decode("utf-8")
 
-    Malformed escapes ("%zz", a lone "%") stay as they are, escape by escape, and invalid UTF-8
-    becomes U+FFFD.
+
+def _decode(text: str) -> str:
+    """Decode one key or value as qs does: "+" is a space, then UTF-8 percent-escapes.
+
+    qs calls ``decodeURIComponent`` and keeps the text as it was (with "+" already a space) when
+    that throws, so one malformed escape ("%zz", a lone "%") or escapes that are not valid UTF-8
+    (``caf%E9``) leave the whole key or value undecoded. Never raises.
+    """
+    if "+" in text:
+        text = text.replace("+", " ")
+    if "%" not in text or _BAD_ESCAPE.search(text):
+        return text
+    try:
+        return _ESCAPE_RUN.sub(_unescape_run_strict, text)
+    except UnicodeDecodeError:
+        return text
+
+
+def _decode_lenient(text: str) -> str:
+    """Decode as Node's ``querystring.unescape``: "+" is a space, escape by escape.
+
+    Malformed escapes stay as they are and invalid UTF-8 becomes U+FFFD. Never raises.
     """
     if "+" in text:
         text = text.replace("+", " ")
@@ -252,9 +274,10 @@ def parse_query(
 ) -> dict[str, Any]:
     """Parse a query string (or urlencoded body) like Express's "extended" parser, npm ``qs``.
 
-    Pairs are separated by "&", "+" is a space and percent-escapes are UTF-8 (malformed escapes
-    are kept literally, invalid UTF-8 becomes U+FFFD). A pair without "=" has the value ``""``;
-    an empty key is skipped. ``a[b]=1`` gives ``{"a": {"b": "1"}}``; ``a[]=1&a[]=2``, ``a=1&a=2``
+    Pairs are separated by "&", "+" is a space and percent-escapes are UTF-8; a key or value
+    with a malformed escape or escapes that are not valid UTF-8 is kept as it was, only "+"
+    turned into a space (qs: ``caf%E9`` stays ``"caf%E9"``). A pair without "=" has the value
+    ``""``; an empty key is skipped. ``a[b]=1`` gives ``{"a": {"b": "1"}}``; ``a[]=1&a[]=2``, ``a=1&a=2``
     and ``a[0]=1&a[1]=2`` give lists. Conflicting shapes merge as in qs: a value then an object
     (``a=1&a[b]=2``) gives ``["1", {"b": "2"}]``; an object then a value (``a[b]=2&a=1``) adds
     the value as a key set to ``True`` (``{"b": "2", "1": True}``, never overwriting a key); a
@@ -301,10 +324,10 @@ def parse_query(
 def parse_simple(qs: str, *, parameter_limit: int = 1000) -> dict[str, str | list[str]]:
     """Parse a query string like Express's "simple" parser, Node's ``querystring.parse``.
 
-    No nesting: brackets are ordinary characters. "+" is a space, percent-escapes decode as in
-    :func:`parse_query`; a repeated key gives a list in order of appearance; a pair without "="
-    has the value ``""``; an empty piece between two "&" is skipped, but ``=1`` keeps its empty
-    key (as Node does).
+    No nesting: brackets are ordinary characters. "+" is a space, percent-escapes decode escape
+    by escape as Node does (malformed ones are kept literally, invalid UTF-8 becomes U+FFFD); a
+    repeated key gives a list in order of appearance; a pair without "=" has the value ``""``;
+    an empty piece between two "&" is skipped, but ``=1`` keeps its empty key (as Node does).
 
     Args:
         qs: the query string, without its leading "?".
@@ -320,8 +343,8 @@ def parse_simple(qs: str, *, parameter_limit: int = 1000) -> dict[str, str | lis
         if not part:
             continue
         raw_key, _, raw_value = part.partition("=")
-        key = _decode(raw_key)
-        value = _decode(raw_value)
+        key = _decode_lenient(raw_key)
+        value = _decode_lenient(raw_value)
         old = result.get(key)
         if old is None:
             result[key] = value

@@ -30,7 +30,8 @@ class Request:
     ``http_version`` (``"1.1"``/``"1.0"``), ``headers`` (case-insensitive multi-dict),
     ``raw_body`` (bytes), ``body`` (``None`` until a body parser sets it), ``params`` (dict),
     ``res`` (the paired response), ``app`` (the ``App`` handling it, or ``None``), ``aborted``
-    (True once the client disconnected before the response was sent).
+    (True once the client disconnected before the response was sent), ``next`` (the ``next``
+    of the router walking the request, as Express's ``req.next``; ``None`` outside one).
 
     Other attributes may be set freely by middleware (``req.user = ...``).
     """
@@ -50,6 +51,7 @@ class Request:
         "headers",
         "http_version",
         "method",
+        "next",
         "original_url",
         "params",
         "raw_body",
@@ -80,6 +82,7 @@ class Request:
         self.res: Response | None = None
         self.app: App | None = None
         self.route: Any = None
+        self.next: Callable[..., None] | None = None
         self.aborted = False
         self._path_url: str | None = None
         self._path = ""
@@ -190,17 +193,33 @@ class Request:
 
         return accepts(self.headers.get("accept"), _flatten(types))
 
-    def accepts_charsets(self, *charsets: str) -> str | None:
-        """Return the best of ``charsets`` for Accept-Charset, or ``None``."""
-        return _accept_token(self.headers.get("accept-charset"), charsets)
+    def accepts_charsets(self, *charsets: str | list[str]) -> str | None:
+        """Return the best of ``charsets`` for Accept-Charset, as given, or ``None``.
 
-    def accepts_encodings(self, *encodings: str) -> str | None:
-        """Return the best of ``encodings`` for Accept-Encoding, or ``None``."""
-        return _accept_token(self.headers.get("accept-encoding"), encodings, identity=True)
+        See :func:`evserve.negotiation.accepts_charsets` (npm negotiator's rules, as Express).
+        """
+        from evserve.negotiation import accepts_charsets
 
-    def accepts_languages(self, *languages: str) -> str | None:
-        """Return the best of ``languages`` for Accept-Language, or ``None``."""
-        return _accept_token(self.headers.get("accept-language"), languages, prefix=True)
+        return accepts_charsets(self.headers.get("accept-charset"), _flatten(charsets))
+
+    def accepts_encodings(self, *encodings: str | list[str]) -> str | None:
+        """Return the best of ``encodings`` for Accept-Encoding, as given, or ``None``.
+
+        See :func:`evserve.negotiation.accepts_encodings`: without the header only
+        ``"identity"`` is acceptable, as in Express.
+        """
+        from evserve.negotiation import accepts_encodings
+
+        return accepts_encodings(self.headers.get("accept-encoding"), _flatten(encodings))
+
+    def accepts_languages(self, *languages: str | list[str]) -> str | None:
+        """Return the best of ``languages`` for Accept-Language, as given, or ``None``.
+
+        See :func:`evserve.negotiation.accepts_languages` (npm negotiator's rules, as Express).
+        """
+        from evserve.negotiation import accepts_languages
+
+        return accepts_languages(self.headers.get("accept-language"), _flatten(languages))
 
     @property
     def xhr(self) -> bool:
@@ -350,7 +369,12 @@ class Request:
         status = res.status_code
         if not (200 <= status < 300 or status == 304):
             return False
-        return is_fresh(self.headers, res.get("ETag"), res.get("Last-Modified"))
+        etag = res.get("ETag")
+        if etag is None and (self.headers.get("if-none-match") or "").strip() == "*":
+            # RFC 9110 section 13.1.2 (and jshttp/fresh, as Express): "*" matches any current
+            # representation, whether or not the response has an ETag yet.
+            etag = "*"
+        return is_fresh(self.headers, etag, res.get("Last-Modified"))
 
     @property
     def stale(self) -> bool:
@@ -408,46 +432,6 @@ def _is_ip(value: str) -> bool:
     except ValueError:
         return False
     return True
-
-
-def _accept_token(
-    header: str | None, offers: tuple[str, ...], *, identity: bool = False, prefix: bool = False
-) -> str | None:
-    """Pick the best offer for a token-list Accept-* header (q-values honoured)."""
-    if not offers:
-        return None
-    if header is None:
-        return offers[0]
-    prefs: list[tuple[str, float, int]] = []
-    for i, part in enumerate(header.split(",")):
-        token, _, params = part.strip().partition(";")
-        q = 1.0
-        for param in params.split(";"):
-            k, _, v = param.strip().partition("=")
-            if k.strip().lower() == "q":
-                try:
-                    q = float(v)
-                except ValueError:
-                    q = 0.0
-        if token:
-            prefs.append((token.strip().lower(), q, i))
-    best: tuple[float, int, int] | None = None
-    chosen: str | None = None
-    for j, offer in enumerate(offers):
-        low = offer.lower()
-        quality = None
-        order = 0
-        for token, q, i in prefs:
-            if token == low or token == "*" or (prefix and (low.startswith(token + "-") or token.startswith(low + "-"))):
-                if quality is None or q > quality:
-                    quality, order = q, i
-        if quality is None and identity and low == "identity":
-            quality, order = 0.001, len(prefs)
-        if quality is not None and quality > 0:
-            key = (-quality, order, j)
-            if best is None or key < best:
-                best, chosen = key, offer
-    return chosen
 
 
 _TRUST_CACHE: dict[Any, Callable[[str, int], bool]] = {}

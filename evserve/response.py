@@ -5,6 +5,7 @@ from __future__ import annotations
 import html
 import inspect
 import json as _json
+import os
 import re
 import zlib
 from collections.abc import Callable, Iterable, Mapping
@@ -33,7 +34,8 @@ _DONE = 2
 _CHARSET = re.compile(r";\s*charset\s*=", re.IGNORECASE)
 _CHARSET_PARAM = re.compile(r";\s*charset\s*=\s*(?:\"[^\"]*\"|[^;]*)", re.IGNORECASE)
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-_FRAMING = frozenset({"content-length", "transfer-encoding", "connection", "date"})
+# The connection writes these itself (Date only when the application set none, as Node).
+_FRAMING = frozenset({"content-length", "transfer-encoding", "connection"})
 # Characters encodeurl leaves alone: the URI reserved and unreserved sets, and '%'.
 _URL_SAFE = frozenset(
     "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
@@ -258,9 +260,17 @@ class Response:
             self.set("Vary", ", ".join(names))
         return self
 
-    def links(self, links: Mapping[str, str]) -> Response:
-        """Add a Link header from ``{rel: url}``; returns ``self``."""
-        value = ", ".join(f"<{url}>; rel=\"{rel}\"" for rel, url in links.items())
+    def links(self, links: Mapping[str, str | list[str] | tuple[str, ...]]) -> Response:
+        """Add a Link header from ``{rel: url}``; returns ``self``.
+
+        A list of URLs gives one link per URL with the same ``rel``, as in Express 5.1
+        (``{"pages": [a, b]}`` -> ``<a>; rel="pages", <b>; rel="pages"``).
+        """
+        value = ", ".join(
+            f"<{url}>; rel=\"{rel}\""
+            for rel, urls in links.items()
+            for url in (urls if isinstance(urls, (list, tuple)) else (urls,))
+        )
         current = self.get("Link")
         if current:
             value = (", ".join(current) if isinstance(current, list) else current) + ", " + value
@@ -297,7 +307,7 @@ class Response:
         *,
         max_age: float | None = None,
         expires: datetime | float | None = None,
-        path: str = "/",
+        path: str | None = "/",
         domain: str | None = None,
         secure: bool = False,
         http_only: bool = False,
@@ -307,9 +317,9 @@ class Response:
     ) -> Response:
         """Add a Set-Cookie header; returns ``self``.
 
-        ``max_age`` is seconds; ``expires`` a ``datetime`` or epoch seconds. A dict or list
-        value is stored as ``j:`` + JSON, as Express does. ``signed=True`` signs the value with
-        ``App(cookie_secret=...)``.
+        ``max_age`` is seconds; ``expires`` a ``datetime`` or epoch seconds. ``path=None`` means
+        ``"/"`` as in Express (``""`` leaves Path out). A dict or list value is stored as ``j:`` +
+        JSON, as Express does. ``signed=True`` signs the value with ``App(cookie_secret=...)``.
 
         Raises:
             ValueError: a control character in the value, a name that is not a token, a bad
@@ -327,13 +337,15 @@ class Response:
             if isinstance(secret, (list, tuple)):
                 secret = secret[0]
             text = sign_value(text, secret)
+        if path is None:
+            path = "/"  # Express: a null/undefined path is "/"
         header = serialize_cookie(
             name, text, max_age=max_age, expires=expires, path=path, domain=domain,
             secure=secure, http_only=http_only, same_site=same_site, partitioned=partitioned,
         )
         return self.append("Set-Cookie", header)
 
-    def clear_cookie(self, name: str, path: str = "/", **options: Any) -> Response:
+    def clear_cookie(self, name: str, path: str | None = "/", **options: Any) -> Response:
         """Expire the cookie ``name`` (same ``path``/``domain`` as when set); returns ``self``."""
         options.pop("max_age", None)
         options.pop("expires", None)
@@ -407,7 +419,8 @@ class Response:
         ``res.format``).
 
         ``handlers`` maps MIME types or extensions (``"text/plain"``, ``"json"``) to callables
-        taking no arguments or ``(req, res)``; the key ``"default"`` is used when none is
+        taking no arguments, ``(req, res)`` or ``(req, res, next)`` (the router's ``next``, as
+        Express's ``req.next``); the key ``"default"`` is used when none is
         acceptable. The chosen type becomes the Content-Type before its handler runs, and
         ``Vary: Accept`` is added.
 
@@ -615,22 +628,34 @@ class Response:
         """Send the file at ``path`` (relative to ``root`` when given) with its Content-Type,
         ETag, Last-Modified, Cache-Control, Range and conditional-GET handling.
 
-        Options are those of ``evserve.middleware.send.send_file``. Errors (missing file 404,
-        outside ``root`` 403, ...) raise ``HTTPError`` unless a ``callback(err)`` option is
-        given, which then receives the error or ``None`` on success.
+        Options are those of ``evserve.middleware.send.send_file``; ``etag`` defaults to the
+        app's ``etag`` setting. Errors (missing file 404, outside ``root`` 403, ...) raise
+        ``HTTPError`` unless a ``callback(err)`` option is given, which then receives the error
+        or ``None`` on success.
         """
         from evserve.middleware.send import send_file
 
+        if "etag" not in options and not self._etag_enabled():
+            options["etag"] = False  # Express passes app.enabled('etag') to send
         send_file(self.req, self, path, root=root, max_age=max_age, **options)
 
     def download(self, path: str, filename: str | None = None, **options: Any) -> None:
-        """Send the file at ``path`` as an attachment named ``filename`` (default: its base name)."""
+        """Send the file at ``path`` as an attachment named ``filename`` (default: its base name).
+
+        Without a ``root`` option a relative ``path`` is taken from the current working
+        directory (Express's ``resolve(path)``). Other options are those of ``send_file``.
+        """
         from evserve.disposition import content_disposition
         from evserve.middleware.send import send_file
 
         name = filename if filename is not None else path.replace("\\", "/").rsplit("/", 1)[-1]
         headers = dict(options.pop("headers", None) or {})
         headers["Content-Disposition"] = content_disposition(name)
+        if not options.get("root"):
+            options.pop("root", None)
+            path = os.path.abspath(path)
+        if "etag" not in options and not self._etag_enabled():
+            options["etag"] = False  # Express passes app.enabled('etag') to send
         send_file(self.req, self, path, headers=headers, **options)
 
     def end(self, data: str | bytes | None = None) -> None:
@@ -778,8 +803,14 @@ def _call_format_handler(fn: Callable[..., object], req: Request, res: Response)
         fn()
     elif count == 2:
         fn(req, res)
+    elif count == 3:
+        # Express calls obj[key](req, this, next) with the router's next (req.next).
+        next_ = getattr(req, "next", None)
+        if next_ is None:
+            raise TypeError("a res.format handler taking (req, res, next) needs a router's req.next")
+        fn(req, res, next_)
     else:
-        raise TypeError(f"a res.format handler takes no arguments or (req, res), not {count}")
+        raise TypeError(f"a res.format handler takes no arguments, (req, res) or (req, res, next), not {count}")
 
 
 def _utf8_charset(headers: dict[str, tuple[str, str | list[str]]]) -> None:

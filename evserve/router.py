@@ -415,6 +415,7 @@ class _Walk:
         "req",
         "res",
         "router",
+        "saved_next",
         "saved_params",
         "slash_added",
     )
@@ -430,6 +431,8 @@ class _Walk:
         self.in_call = False
         self.pending: Any = _NOTHING
         self.saved_params = req.params
+        self.saved_next = req.next
+        req.next = self  # Express's req.next: this router's next, restored when the walk leaves
         self.removed = ""  # the mount path stripped from req.url for the current layer
         self.slash_added = False
         self.allowed: list[str] | None = [] if req.method == "OPTIONS" else None
@@ -459,6 +462,7 @@ class _Walk:
         req = self.req
         self._restore_mount()
         req.params = self.saved_params
+        req.next = self.saved_next
         allowed = self.allowed
         if err is None and allowed and not self.res.headers_sent:
             self._answer_options(allowed)
@@ -466,11 +470,8 @@ class _Walk:
         self.done(err)
 
     def _answer_options(self, allowed: list[str]) -> None:
-        methods: list[str] = []
-        for m in allowed:
-            if m not in methods:
-                methods.append(m)
-        self.res.set("Allow", ", ".join(methods)).status(204).end()
+        # Each method once, sorted, as Express 5's router (sendOptionsResponse) lists them.
+        self.res.set("Allow", ", ".join(sorted(set(allowed)))).status(204).end()
 
     def run(self, err: Any) -> None:
         router = self.router
