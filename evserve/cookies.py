@@ -13,6 +13,8 @@ from datetime import datetime, timezone
 from typing import TypeAlias
 from urllib.parse import quote
 
+from evserve.query import decode_component
+
 __all__ = [
     "Secret",
     "parse_cookie_header",
@@ -30,9 +32,6 @@ _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 # Names accepted when parsing: what browsers send, so anything but controls, whitespace and the
 # characters that would make the header ambiguous.
 _LENIENT_NAME = re.compile(r"[^\x00-\x20\x7f\",;\\]+")
-# A "%" not followed by two hex digits makes decodeURIComponent throw; npm cookie then keeps raw.
-_BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
-_ESCAPE_RUN = re.compile(r"(?:%[0-9A-Fa-f]{2})+")
 # Attribute values: visible ASCII and space, no ";" (npm cookie's pathValueRegExp).
 _PATH = re.compile(r"[\x20-\x3a\x3c-\x7e]*")
 _DOMAIN = re.compile(r"[\x21-\x3a\x3c-\x7e]+")
@@ -42,21 +41,6 @@ _URI_COMPONENT_SAFE = "!'()*"
 _SAME_SITE = {"lax": "Lax", "strict": "Strict", "none": "None"}
 _DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
-
-
-def _decode_value(value: str) -> str:
-    """npm cookie's decode: decodeURIComponent when there is a "%", the raw text if that fails."""
-    if "%" not in value or _BAD_ESCAPE.search(value):
-        return value
-    try:
-        return _ESCAPE_RUN.sub(_unescape_run, value)
-    except UnicodeDecodeError:
-        return value
-
-
-def _unescape_run(match: re.Match[str]) -> str:
-    # Strict: invalid UTF-8 raises, and the caller then keeps the raw value (decodeURIComponent).
-    return bytes.fromhex(match.group().replace("%", "")).decode("utf-8")
 
 
 def parse_cookie_header(header: str | None) -> dict[str, str]:
@@ -87,7 +71,7 @@ def parse_cookie_header(header: str | None) -> dict[str, str]:
         value = piece[eq + 1 :].strip(" \t")
         if len(value) >= 2 and value[0] == '"' and value[-1] == '"':
             value = value[1:-1]
-        cookies[name] = _decode_value(value)
+        cookies[name] = decode_component(value)  # npm cookie's decode
     return cookies
 
 

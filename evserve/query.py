@@ -33,21 +33,23 @@ def _unescape_run_strict(match: re.Match[str]) -> str:
     return bytes.fromhex(match.group().replace("%", "")).decode("utf-8")
 
 
-def _decode(text: str) -> str:
-    """Decode one key or value as qs does: "+" is a space, then UTF-8 percent-escapes.
+def decode_component(text: str) -> str:
+    """JavaScript's ``decodeURIComponent``, or ``text`` unchanged where it would throw.
 
-    qs calls ``decodeURIComponent`` and keeps the text as it was (with "+" already a space) when
-    that throws, so one malformed escape ("%zz", a lone "%") or escapes that are not valid UTF-8
-    (``caf%E9``) leave the whole key or value undecoded. Never raises.
+    A malformed escape ("%zz", a lone "%") or escapes that are not valid UTF-8 (``caf%E9``)
+    leave the whole text as it is, as qs and npm cookie do on the exception. Never raises.
     """
-    if "+" in text:
-        text = text.replace("+", " ")
     if "%" not in text or _BAD_ESCAPE.search(text):
         return text
     try:
         return _ESCAPE_RUN.sub(_unescape_run_strict, text)
     except UnicodeDecodeError:
         return text
+
+
+def _decode(text: str) -> str:
+    """Decode one key or value as qs does: "+" is a space, then :func:`decode_component`."""
+    return decode_component(text.replace("+", " ") if "+" in text else text)
 
 
 def _decode_lenient(text: str) -> str:
