@@ -36,6 +36,21 @@ log = logging.getLogger("evserve")
 EVENT_READ = selectors.EVENT_READ
 EVENT_WRITE = selectors.EVENT_WRITE
 AFTER_IO_BATCH = 64  # fd callbacks after which the held-back writes are sent, even mid-turn
+# The longest single wait in select(). Selectors take milliseconds in a C int (epoll, poll: about
+# 24.8 days) or refuse large floats (select); a timer further away (days, or float("inf")) is
+# reached by waking once a day and waiting again, so any delay an application passes is handled.
+MAX_WAIT = 86400.0
+
+
+def _seconds(value: float, name: str) -> float:
+    """``value`` as a float of seconds, refusing what would corrupt the timer heap."""
+    if type(value) is not float and type(value) is not int:
+        if isinstance(value, (bool, str, bytes)) or not hasattr(value, "__float__"):
+            raise TypeError(f"{name} must be a number of seconds, not {value!r}")
+        value = float(value)  # Decimal, Fraction, numpy floats...
+    if value != value:
+        raise ValueError(f"{name} must not be NaN")
+    return float(value)
 
 
 class Handle:
@@ -144,11 +159,24 @@ class Reactor:
         return handle
 
     def call_later(self, delay: float, fn: Callable[..., object], *args: Any) -> TimerHandle:
-        """Run ``fn(*args)`` once, ``delay`` seconds from now; returns a cancellable handle."""
-        return self.call_at(time.monotonic() + max(0.0, delay), fn, *args)
+        """Run ``fn(*args)`` once, ``delay`` seconds from now; returns a cancellable handle.
+
+        A negative delay means now; ``float("inf")`` means never (the handle stays cancellable).
+
+        Raises:
+            TypeError: ``delay`` is not a real number.
+            ValueError: ``delay`` is NaN.
+        """
+        return self.call_at(time.monotonic() + max(0.0, _seconds(delay, "delay")), fn, *args)
 
     def call_at(self, when: float, fn: Callable[..., object], *args: Any) -> TimerHandle:
-        """Run ``fn(*args)`` once at reactor time ``when``; returns a cancellable handle."""
+        """Run ``fn(*args)`` once at reactor time ``when``; returns a cancellable handle.
+
+        Raises:
+            TypeError: ``when`` is not a real number.
+            ValueError: ``when`` is NaN (it would break the order of the timer heap).
+        """
+        when = _seconds(when, "when")
         seq = next(self._seq)
         handle = TimerHandle(when, seq, fn, args, self)
         heapq.heappush(self._timers, (when, seq, handle))
@@ -307,7 +335,13 @@ class Reactor:
             self._stopping = False
 
     def run_once(self, timeout: float | None = None) -> None:
-        """Run one turn: wait at most ``timeout`` seconds (``None``: until something happens)."""
+        """Run one turn: wait at most ``timeout`` seconds (``None``: until something happens).
+
+        Raises:
+            TypeError, ValueError: ``timeout`` is not a number of seconds, or is NaN.
+        """
+        if timeout is not None:
+            timeout = _seconds(timeout, "timeout")
         self.thread_id = threading.get_ident()
         self._turn(timeout)
 
@@ -336,6 +370,10 @@ class Reactor:
                 wait = timeout
         else:
             wait = timeout
+        if wait is None or wait > MAX_WAIT:
+            # Even "until something happens" wakes once a day: harmless, and it keeps every
+            # selector's timeout in range whatever timers or timeout the caller gave.
+            wait = MAX_WAIT
         after_io = self._after_io_calls
         for key, mask in self._selector.select(wait):
             try:
