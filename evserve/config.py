@@ -13,6 +13,10 @@ def _seconds(default: float, doc: str) -> Any:
     return field(default=default, metadata={"unit": "seconds", "doc": doc})
 
 
+def _optional_seconds(doc: str) -> Any:
+    return field(default=None, metadata={"unit": "seconds", "doc": doc, "optional": True})
+
+
 def _count(default: int, doc: str, unit: str = "count") -> Any:
     return field(default=default, metadata={"unit": unit, "doc": doc})
 
@@ -31,6 +35,10 @@ class Config:
     body_timeout: float = _seconds(30.0, "time to receive a whole request body, from the end of the head")
     write_timeout: float = _seconds(30.0, "time the peer may leave pending output unread")
     graceful_timeout: float = _seconds(10.0, "time in-flight requests get to finish at shutdown")
+    handler_timeout: float | None = _optional_seconds(
+        "time the application may hold a request without starting its response (503 and a log "
+        "line beyond); None: no limit"
+    )
     max_header_size: int = _count(16384, "bytes of header lines after the request line (431 beyond)", "bytes")
     max_headers: int = _count(100, "header lines per request (431 beyond)")
     max_target_size: int = _count(8192, "bytes of request-target (414 beyond)", "bytes")
@@ -46,6 +54,8 @@ class Config:
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
             if f.metadata["unit"] == "seconds":
+                if value is None and f.metadata.get("optional"):
+                    continue
                 if isinstance(value, bool) or not isinstance(value, (int, float)):
                     raise TypeError(f"{f.name} must be a number of seconds, not {value!r}")
                 if not value > 0:

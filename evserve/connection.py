@@ -332,7 +332,7 @@ class Connection:
         raw_body = body[0] if len(body) == 1 else b"".join(body)
         self._body = []
         self._move(_HANDLED)
-        self.deadline = INF
+        self.deadline = self._handler_deadline()
         self._keep_alive = head.keep_alive and not self._stopping
         req = Request(self, head, raw_body)
         res = Response(self, req)
@@ -350,6 +350,10 @@ class Connection:
         if self._res is res and self.state is _HANDLED:
             # Answered later: stop reading until it is (pipelined bytes wait in the parser).
             self.transport.pause_reading()
+
+    def _handler_deadline(self) -> float:
+        timeout = self._config.handler_timeout
+        return INF if timeout is None else self._clock() + timeout
 
     # -- output (called by Response) -------------------------------------------------------
 
@@ -529,7 +533,7 @@ class Connection:
         self._head = head
         self._body = []
         self._move(_HANDLED)
-        self.deadline = INF
+        self.deadline = self._handler_deadline()
         req = Request(self, head, b"")
         res = Response(self, req)
         req.res = res
@@ -579,10 +583,23 @@ class Connection:
             self._protocol_error(408, "request timeout")
         elif state is _IDLE:
             self._close()
+        elif state is _HANDLED and self._res is not None and not self._res.headers_sent:
+            self._handler_timed_out(self._res)
         else:
             self.deadline = INF
             return False
         return True
+
+    def _handler_timed_out(self, res: Response) -> None:
+        """``handler_timeout`` passed with no response started: 503, and the user is told."""
+        req = res.req
+        app_log.error(
+            "%s %s was not answered within handler_timeout (%.3g s): sent 503; a handler "
+            "neither answered nor called next(err)", req.method, req.original_url,
+            self._config.handler_timeout,
+        )
+        res.status_code = 503  # what the access log shows for the abandoned response
+        self._send_error(503, "the application did not answer in time")
 
     def write_timed_out(self) -> None:
         """The peer left output unread past ``write_timeout``: drop the connection."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import html
 import inspect
 import json as _json
+import logging
 import os
 import re
 import zlib
@@ -13,10 +14,11 @@ from datetime import datetime
 from json.encoder import c_encode_basestring as _c_encode_basestring  # type: ignore[attr-defined]
 from json.encoder import c_make_encoder as _c_make_encoder  # type: ignore[attr-defined]
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from evserve.errors import ResponseStateError
 from evserve.status import reason_phrase
-from evserve.writer import validate_header, validate_reason
+from evserve.writer import body_allowed, validate_header, validate_reason
 
 if TYPE_CHECKING:
     from evserve.connection import Connection
@@ -83,6 +85,7 @@ class Response:
         "_drain_waiters",
         "_finish_callbacks",
         "_headers",
+        "_quiet",
         "_reason",
         "_state",
         "locals",
@@ -97,6 +100,7 @@ class Response:
         self._reason: str | None = None
         self._headers: dict[str, tuple[str, str | list[str]]] = {}
         self._state = _FRESH
+        self._quiet = False  # ended for a reason of the connection's: later sends are ignored
         self._chunked = False
         self._finish_callbacks: list[Callable[[], object]] | None = None
         self._drain_waiters: list[Callable[[], object]] | None = None
@@ -120,13 +124,15 @@ class Response:
         return self.req.app
 
     def _check_fresh(self, what: str) -> None:
-        if self._state != _FRESH and not self.req.aborted:
+        if self._state != _FRESH and not self._quiet and not self.req.aborted:
             raise ResponseStateError(f"cannot {what}: the response was already sent")
 
     def _refuse(self, what: str) -> None:
         """A send on a response that is no longer fresh: ignored when the client went away
-        (like a write to a closed socket in Node), else a ``ResponseStateError``."""
-        if not self.req.aborted:
+        (like a write to a closed socket in Node), when the response could carry no body (its
+        head ended it: HEAD, 204, 304) or when the server answered in its place (a timeout),
+        else a ``ResponseStateError``."""
+        if not self._quiet and not self.req.aborted:
             raise ResponseStateError(f"cannot {what}: the response was already sent")
 
     # -- status and headers -----------------------------------------------------------------------
@@ -277,7 +283,9 @@ class Response:
         return self.set("Link", value)
 
     def location(self, url: str) -> Response:
-        """Set Location; ``"back"`` means the Referer (or ``"/"``). Unsafe characters are
+        """Set Location; ``"back"`` means the Referer when it is same-origin (a relative
+        reference, or the request's own scheme, host and port), else ``"/"``: a redirect never
+        sends the user to a site named by a header another site can set. Unsafe characters are
         percent-encoded and existing escapes left alone.
 
         Raises:
@@ -285,7 +293,7 @@ class Response:
         """
         if url == "back":
             # The client's own header: whatever it holds is percent-encoded, never refused.
-            url = self.req.get("referer") or "/"
+            url = _same_origin_referer(self.req)
         elif _CONTROL.search(url) is not None:
             raise ValueError(f"control character in Location {url!r}")
         return self.set("Location", encode_url(url))
@@ -569,14 +577,19 @@ class Response:
         """Send part of the body, starting a streamed response (chunked on HTTP/1.1).
 
         Returns False when unsent output is above the high-water mark: the caller should wait
-        for ``on_drain`` (or ``await res.drain()``) before writing more.
+        for ``on_drain`` (or ``await res.drain()``) before writing more. Also False, with the
+        chunk dropped, once the response takes no more body: it has ended, the client went away
+        (``req.aborted``), or it may carry none (a HEAD request, 204, 304: the head ends it, so
+        a streaming loop that checks the result or ``res.finished`` stops at once).
         """
         if self._state == _DONE:
             self._refuse("write")
-            return True
+            return False
         data = chunk.encode("utf-8") if isinstance(chunk, str) else bytes(chunk)
         if self._state == _FRESH:
             self._start_stream()
+            if self._state == _DONE:
+                return False  # no body allowed: the head was the whole response
         conn = self._conn
         if conn is None:
             return True
@@ -598,6 +611,15 @@ class Response:
         if conn is not None:
             self._chunked = conn.send_head(self, self.status_code, self._header_block(), content_length,
                                            self._reason)
+        if not body_allowed(self.req.method, self.status_code):
+            # HEAD, 1xx, 204, 304: the head is the whole response (RFC 9110 sections 9.3.2,
+            # 15.3.5, 15.4.5). It ends here, so the connection moves on and a streaming
+            # handler or generator is stopped instead of producing a body nobody will get.
+            self._state = _DONE
+            self._quiet = True
+            if conn is not None:
+                conn.send_end(self, self._chunked)
+            self._finished()
 
     def write_file(self, file: Any, offset: int, count: int) -> None:
         """Send ``count`` bytes of the open binary ``file`` from ``offset`` as part of the body.
@@ -614,7 +636,7 @@ class Response:
         if self._state == _FRESH:
             self._start_stream()
         conn = self._conn
-        if conn is None or count <= 0 or not _has_body(self.req.method, self.status_code):
+        if conn is None or count <= 0 or not body_allowed(self.req.method, self.status_code):
             file.close()
             return
         if self._chunked:
@@ -674,11 +696,8 @@ class Response:
             if not payload and self.req.method == "HEAD" and status != 204 and status != 304:
                 # A HEAD handler answering without a body: send the Content-Length it set (the
                 # length a GET would have), or none, never a made-up 0 (RFC 9110 section 8.6).
+                # The head ends the response (see _start_stream).
                 self._start_stream(default_type=False)
-                self._state = _DONE
-                if self._conn is not None:
-                    self._conn.send_end(self, self._chunked)
-                self._finished()
                 return
             if status == 204 or status == 304:
                 payload = b""
@@ -702,9 +721,16 @@ class Response:
             self._start_stream()
 
     def on_drain(self, callback: Callable[[], object]) -> None:
-        """Call ``callback()`` once when unsent output falls below the low-water mark."""
+        """Call ``callback()`` once when unsent output falls below the low-water mark.
+
+        At once when nothing is waiting; never once the response takes no more body (ended,
+        client gone, or a HEAD/204/304 whose head ended it): no drain will come, and calling
+        back would turn a write-then-wait loop into a spin.
+        """
+        if self._state == _DONE:
+            return
         conn = self._conn
-        if conn is None or self._state == _DONE or not conn.write_blocked():
+        if conn is None or not conn.write_blocked():
             callback()
             return
         if self._drain_waiters is None:
@@ -712,20 +738,36 @@ class Response:
         self._drain_waiters.append(callback)
 
     def drain(self) -> Any:
-        """An awaitable that resolves when it is fine to ``write`` again."""
+        """An awaitable that resolves when it is fine to ``write`` again.
+
+        Once the response takes no more body (ended, client gone, a HEAD/204/304 whose head
+        ended it), awaiting it raises ``ResponseStateError``: a streaming loop ends there
+        instead of spinning, and evserve does not report that error as the handler's.
+        """
         from evserve.tasks import Future
 
         future: Future[None] = Future()
-        self.on_drain(lambda: future.set_result(None))
+        if self._state == _DONE:
+            future.set_exception(ResponseStateError("cannot drain: the response takes no more body"))
+        else:
+            self.on_drain(lambda: future.set_result(None))
         return future
 
     def stream(self, chunks: Iterable[bytes | str], *, on_error: Callable[[BaseException], object] | None = None) -> None:
         """Send an iterable of chunks as the body, pulling the next one only when output drains.
 
         Memory stays bounded by the high-water mark plus one chunk, whatever the size of the
-        whole. Ends the response when the iterable is exhausted.
+        whole. Ends the response when the iterable is exhausted. When the response takes no
+        body (a HEAD request, 204, 304) or stops taking it (the client went away), nothing more
+        is pulled and a generator is closed (its ``finally`` runs).
         """
         iterator = iter(chunks)
+        if self._state == _FRESH and not body_allowed(self.req.method, self.status_code):
+            self._start_stream()  # the head is the whole response: pull nothing
+        if self._state == _DONE:
+            _close_iterator(iterator)
+            return
+        self.on_finish(lambda: _close_iterator(iterator))  # ended, or the client went away
 
         def pump() -> None:
             while self._state != _DONE:
@@ -741,7 +783,7 @@ class Response:
                     elif self._conn is not None:
                         self._conn.abort()
                     return
-                if not self.write(chunk):
+                if not self.write(chunk) and self._state != _DONE:
                     self.on_drain(pump)
                     return
 
@@ -773,8 +815,6 @@ class Response:
                 try:
                     callback()
                 except Exception:
-                    import logging
-
                     logging.getLogger("evserve").exception("error in a response finish callback")
 
     def _connection_lost(self) -> None:
@@ -785,8 +825,10 @@ class Response:
         self._finished()
 
     def _abandoned(self) -> None:
-        """The connection answered for us (an error page) and took the response back."""
+        """The connection answered for us (an error page) and took the response back; what the
+        handler sends later is dropped quietly."""
         self._state = _DONE
+        self._quiet = True
         self._finished()
 
     def __repr__(self) -> str:
@@ -828,8 +870,54 @@ def _utf8_charset(headers: dict[str, tuple[str, str | list[str]]]) -> None:
     headers["content-type"] = (entry[0], value)
 
 
-def _has_body(method: str, status: int) -> bool:
-    return not (method == "HEAD" or status < 200 or status == 204 or status == 304)
+_DEFAULT_PORTS = {"http": "80", "https": "443"}
+_URL_IGNORED = re.compile(r"[\t\n\r]")  # browsers drop these anywhere in a URL (WHATWG URL)
+_C0_AND_SPACE = "".join(map(chr, range(0x21)))  # and trim these at both ends
+
+
+def _same_origin_referer(req: Request) -> str:
+    """The Referer if it names the request's own origin (or is relative), else ``"/"``."""
+    referer = req.get("referer")
+    if not referer:
+        return "/"
+    # Read it as a browser would follow it: C0 and spaces around trimmed, tabs and newlines
+    # dropped, backslashes as slashes (so "/\\evil.example" is the host "evil.example").
+    seen = _URL_IGNORED.sub("", referer).strip(_C0_AND_SPACE).replace("\\", "/")
+    try:
+        parts = urlsplit(seen)
+        port = parts.port
+    except ValueError:
+        return "/"
+    if not parts.scheme and not parts.netloc and not seen.startswith("//"):
+        return referer  # a relative reference stays on this origin
+    scheme = parts.scheme.lower() or req.protocol
+    if scheme != req.protocol or parts.username is not None or parts.password is not None:
+        return "/"
+    own = urlsplit(f"{req.protocol}://{req.host or ''}")
+    try:
+        own_port = own.port
+    except ValueError:
+        return "/"
+    default = _DEFAULT_PORTS.get(scheme)
+    same = (
+        parts.hostname is not None
+        and parts.hostname == own.hostname
+        and str(port or default) == str(own_port or default)
+    )
+    return referer if same else "/"
+
+
+def _close_iterator(iterator: Any) -> None:
+    """Close a generator (or any iterator with ``close``) that will not be pulled again."""
+    close = getattr(iterator, "close", None)
+    if close is None:
+        return
+    try:
+        close()
+    except ValueError:
+        pass  # "generator already executing": it ends by itself when it returns
+    except Exception:
+        logging.getLogger("evserve").exception("error closing a streamed iterable")
 
 
 def weak_etag(data: bytes) -> str:

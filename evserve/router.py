@@ -24,10 +24,10 @@ import inspect
 import logging
 import re
 from collections.abc import Callable, Coroutine, Sequence
-from types import CoroutineType
+from types import CoroutineType, GeneratorType
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, overload
 
-from evserve.errors import HTTPError
+from evserve.errors import HTTPError, ResponseStateError
 from evserve.pathpattern import PathMatch, PathPattern, compile_path, normalize_plain
 
 if TYPE_CHECKING:
@@ -515,12 +515,14 @@ class _Walk:
                     except Exception as exc:
                         err = exc
                         continue
-                    if result is not None and type(result) is CoroutineType:
-                        outcome = _await_result(self, result, (req, res))
-                        if outcome is _NOTHING:
-                            return
-                        err = outcome
-                        continue
+                    if result is not None:
+                        if type(result) is CoroutineType:
+                            outcome = _await_result(self, result, (req, res))
+                            if outcome is _NOTHING:
+                                return
+                            err = outcome
+                            continue
+                        _returned_a_value(single.fn, result, res)
                     return
                 outcome = _RouteWalk(route, req, res, self).run()
                 if outcome is _NOTHING:
@@ -709,14 +711,18 @@ def _call(walk: Any, fn: Callable[..., Any], args: tuple[Any, ...], err: Any, ro
     walk.pending = _NOTHING
     try:
         result = fn(*args)
-        if result is not None and (is_async or type(result) is CoroutineType):
-            task = _start_task(result, args)
-            if task.done():
-                exc = task.exception()
-                if exc is not None:
-                    raise exc
-            else:
-                task.add_done_callback(lambda t: _async_failed(walk, t))
+        if result is not None:
+            if is_async or type(result) is CoroutineType:
+                task = _start_task(result, args)
+                if task.done():
+                    exc = task.exception()
+                    if exc is not None:
+                        raise exc
+                    _returned_a_value(fn, task.result(), args[-1] if role == HANDLER else None)
+                else:
+                    task.add_done_callback(lambda t: _async_done(walk, t, fn, role == HANDLER))
+            elif walk.pending is _NOTHING and role != _CALL_SUB:
+                _returned_a_value(fn, result, args[-1] if role == HANDLER else args[-2])
     except Exception as exc:
         walk.in_call = False
         walk.pending = _NOTHING
@@ -736,7 +742,7 @@ def _await_result(walk: Any, coro: Coroutine[Any, Any, Any], args: tuple[Any, ..
             if exc is not None:
                 return exc
         else:
-            task.add_done_callback(lambda t: _async_failed(walk, t))
+            task.add_done_callback(lambda t: _async_done(walk, t, None, False))
     except Exception as exc:
         return exc
     return _NOTHING
@@ -750,7 +756,39 @@ def _start_task(coro: Coroutine[Any, Any, Any], args: tuple[Any, ...]) -> Any:
     return run_coroutine(coro, reactor if reactor is not None else current_reactor())
 
 
-def _async_failed(walk: Any, task: Any) -> None:
+def _async_done(walk: Any, task: Any, fn: Callable[..., Any] | None, is_handler: bool) -> None:
+    """A handler's coroutine finished after suspending: its error goes to ``next``."""
     exc = task.exception()
-    if exc is not None:
-        walk(exc)
+    if exc is None:
+        if is_handler and fn is not None:
+            _returned_a_value(fn, task.result(), walk.res)
+        return
+    res = walk.res
+    if isinstance(exc, ResponseStateError) and res.finished and (res._quiet or res.req.aborted):
+        # ``await res.drain()`` on a response that takes no more body (client gone, HEAD):
+        # how a streaming loop is meant to end, not the handler's error.
+        log.debug("%r stopped streaming: %s", fn, exc)
+        return
+    walk(exc)
+
+
+# What a handler returns when it meant it as the response (Flask's habit): evserve sends only
+# what is passed to res.send/res.json/..., so returning one of these is a mistake worth logging.
+_BODY_LIKE = (dict, list, tuple, str, bytes, bytearray, int, float, GeneratorType)
+
+
+def _returned_a_value(fn: Callable[..., Any], result: Any, res: Response | None) -> None:
+    """Log a handler that returned a response-like value without answering or calling next.
+
+    A request left that way would hang until ``handler_timeout`` (or forever): the user must see
+    why. Values that mean "I answer later" (timer handles, futures, threads) are not logged.
+    """
+    if result is None or res is None or res.headers_sent:
+        return
+    if result is res or isinstance(result, _BODY_LIKE):  # res: a chain like res.status(201)
+        name = getattr(fn, "__qualname__", None) or repr(fn)
+        log.error(
+            "handler %s returned %.200r without answering: evserve does not send return values; "
+            "call res.send(...), res.json(...) or next() instead (%s %s is still unanswered)",
+            name, result, res.req.method, res.req.original_url,
+        )

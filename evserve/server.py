@@ -88,11 +88,12 @@ class Server:
         self._lingering: set[SocketTransport] = set()
         self._accepting = False
         self._sweep_handle: Any = None
-        self._tick = min(
-            1.0,
-            max(0.01, min(self.config.keepalive_timeout, self.config.header_timeout,
-                          self.config.body_timeout, self.config.write_timeout) / 10),
-        )
+        limits = self.config
+        timeouts = [limits.keepalive_timeout, limits.header_timeout, limits.body_timeout,
+                    limits.write_timeout]
+        if limits.handler_timeout is not None:
+            timeouts.append(limits.handler_timeout)
+        self._tick = min(1.0, max(0.01, min(timeouts) / 10))
         self._closed = threading.Event()
         self._shutting_down = False
         self._start_accepting()
