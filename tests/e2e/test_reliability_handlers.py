@@ -6,7 +6,6 @@ from __future__ import annotations
 import inspect
 import itertools
 import logging
-import threading
 
 import pytest
 import requests
@@ -294,7 +293,3 @@ def test_back_follows_the_trusted_proxy_origin():
             "X-Forwarded-Proto": "https", "X-Forwarded-Host": "shop.example",
             "Referer": "https://shop.example/cart"})
         assert client.read_response().header("Location") == "https://shop.example/cart"
-
-
-def test_threads_unused():
-    assert threading.active_count() >= 1
