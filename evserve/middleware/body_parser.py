@@ -16,7 +16,8 @@ Each parser, in order:
    415 for any other encoding;
 4. answers 413 when the (inflated) body is larger than ``limit``;
 5. parses: an empty body gives ``{}`` (json, urlencoded), ``""`` (text) or ``b""`` (raw);
-   malformed input gives 400 with a short reason.
+   malformed input gives 400 with a short reason. Nothing accepted holds a value a response
+   cannot write (a non-finite number, a lone surrogate): JSON with one is a 400.
 
 Failures are ``HTTPError``s passed to ``next(err)``; on success ``req.body`` is set and
 ``next()`` called.
@@ -25,15 +26,14 @@ Failures are ``HTTPError``s passed to ``next(err)``; on success ``req.body`` is 
 from __future__ import annotations
 
 import codecs
-import json as _json
 import re
 import zlib
 from collections.abc import Callable, Sequence
 from functools import lru_cache
-from itertools import accumulate
 from typing import TYPE_CHECKING, Any
 
 from evserve.errors import HTTPError
+from evserve.jsontext import MAX_DEPTH, JSONTextDecoder, nesting_exceeds
 from evserve.negotiation import is_type, parse_content_type
 from evserve.query import parse_query, parse_simple
 from evserve.router import announces_body
@@ -50,7 +50,7 @@ TypeOption = str | Sequence[str] | Callable[["Request"], Any]
 LimitOption = int | str
 
 # JSON nested deeper than this is refused with 400 before json.loads sees it (SPEC section 8).
-MAX_JSON_DEPTH = 100
+MAX_JSON_DEPTH = MAX_DEPTH
 
 _LIMIT = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([kmgtp]?b)?\s*", re.IGNORECASE)
 _UNITS = {"b": 1, "kb": 1 << 10, "mb": 1 << 20, "gb": 1 << 30, "tb": 1 << 40, "pb": 1 << 50}
@@ -58,13 +58,6 @@ _UNITS = {"b": 1, "kb": 1 << 10, "mb": 1 << 20, "gb": 1 << 30, "tb": 1 << 40, "p
 _GZIP_WBITS = 16 + zlib.MAX_WBITS
 _ENCODINGS = frozenset({"gzip", "x-gzip", "deflate"})
 
-# The depth scan keeps only brackets (curly ones made square) and quotes: one C-level pass.
-_SQUARE = bytes.maketrans(b"{}", b"[]")
-_NOT_STRUCTURE = bytes(b for b in range(256) if b not in b'[]{}"')
-_BRACKET_DELTA = [0] * 256
-_BRACKET_DELTA[ord("[")] = 1
-_BRACKET_DELTA[ord("]")] = -1
-_PEAK_PASSES = 4
 _JSON_WHITESPACE = " \t\n\r"
 
 _TOO_LARGE = "request entity too large"
@@ -224,51 +217,8 @@ def _inflate(data: bytes, encoding: str, limit: int) -> bytes:
 # -- JSON ------------------------------------------------------------------------------------------
 
 
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")
-
-
-def _max_depth(skeleton: bytes) -> int:
-    return max(accumulate(map(_BRACKET_DELTA.__getitem__, skeleton), initial=0))
-
-
-def _json_too_deep(data: bytes, limit: int) -> bool:
-    """Whether UTF-8 JSON ``data`` nests arrays and objects deeper than ``limit``.
-
-    Brackets inside strings do not count; mismatched brackets count as if they matched (the
-    parser rejects those later, but must not recurse first). Linear time in C-level passes:
-
-    1. escaped backslashes, then escaped quotes, are removed, so the quotes left delimit strings
-       (bracket and quote bytes never occur inside a multi-byte UTF-8 sequence);
-    2. every byte but brackets and quotes is deleted, ``{}`` becoming ``[]``;
-    3. strings are cut out: adjacent quote pairs hold no bracket and go first (removing two
-       neighbouring quotes keeps the others' parity), then the rest is split on quotes;
-    4. a few passes remove the innermost pairs ``[]``: each removed pair leaves the depth of the
-       others unchanged and was at most one level above them, so after ``p`` passes the true
-       depth lies within ``[d, d + p]`` of the remainder's depth ``d``. Only when that is not
-       enough to decide is the whole skeleton accumulated.
-    """
-    if b"\\" in data:
-        data = data.replace(b"\\\\", b"").replace(b'\\"', b"")
-    skeleton = data.translate(_SQUARE, _NOT_STRUCTURE)
-    if b'"' in skeleton:
-        skeleton = skeleton.replace(b'""', b"")
-        if b'"' in skeleton:
-            skeleton = b"".join(skeleton.split(b'"')[::2])
-    whole = skeleton
-    passes = 0
-    while passes < _PEAK_PASSES:
-        reduced = skeleton.replace(b"[]", b"")
-        if len(reduced) == len(skeleton):
-            break
-        skeleton = reduced
-        passes += 1
-    depth = _max_depth(skeleton)
-    if depth > limit:
-        return True
-    if depth + passes <= limit:
-        return False
-    return _max_depth(whole) > limit
+# Under this name the depth scan was defined here before it moved to evserve.jsontext.
+_json_too_deep = nesting_exceeds
 
 
 def _json_codec(charset: str | None) -> str:
@@ -298,7 +248,7 @@ def _byte_order(codec: str, data: bytes) -> str:
     return codec
 
 
-def _parse_json(data: bytes, codec: str, strict: bool, decoder: _json.JSONDecoder) -> Any:
+def _parse_json(data: bytes, codec: str, strict: bool, decoder: JSONTextDecoder) -> Any:
     try:
         text = data.decode(codec)
     except UnicodeDecodeError:
@@ -307,17 +257,11 @@ def _parse_json(data: bytes, codec: str, strict: bool, decoder: _json.JSONDecode
         first = text.lstrip(_JSON_WHITESPACE)[:1]
         if first and first not in "{[":
             raise HTTPError(400, "invalid JSON: the top-level value must be an object or array")
-    utf8 = data if codec == "utf-8-sig" else text.encode("utf-8", "surrogatepass")
-    if utf8.count(b"[") + utf8.count(b"{") > MAX_JSON_DEPTH and _json_too_deep(utf8, MAX_JSON_DEPTH):
-        raise HTTPError(400, f"invalid JSON: nested deeper than {MAX_JSON_DEPTH} levels")
     try:
-        return decoder.decode(text)
-    except _json.JSONDecodeError as exc:
-        raise HTTPError(400, f"invalid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
-    except ValueError as exc:  # NaN/Infinity, or an integer with too many digits
+        # A strict UTF-8 decode leaves no surrogate in text, so data may stand for its UTF-8.
+        return decoder.decode(text, data if codec == "utf-8-sig" else None)
+    except ValueError as exc:  # JSONTextError, or a ValueError raised by object_hook
         raise HTTPError(400, f"invalid JSON: {exc}") from None
-    except RecursionError:  # pragma: no cover - the depth scan refuses such input first
-        raise HTTPError(400, f"invalid JSON: nested deeper than {MAX_JSON_DEPTH} levels") from None
 
 
 def json(
@@ -339,13 +283,16 @@ def json(
         object_hook: called with every decoded object (dict), its result used instead: the
             Python counterpart of JSON.parse's ``reviver``.
 
-    The charset must be a UTF (``utf-8`` by default, ``utf-16``/``utf-32`` accepted), else 415.
-    Nesting deeper than 100 levels, ``NaN``/``Infinity``, invalid UTF-8 and trailing data give
-    400 (``invalid JSON: Expecting value at line 1 column 1``).
+    The charset must be a UTF (``utf-8`` by default, ``utf-16``/``utf-32`` accepted), else
+    415. Decoding follows :mod:`evserve.jsontext`, so whatever is accepted can
+    be sent back with ``res.json``: nesting deeper than 100 levels, ``NaN``/``Infinity``,
+    numbers outside a float's range (``1e999``), integers of more than 4300 digits, unpaired
+    surrogates (``"\\ud800"``), invalid UTF-8 and trailing data give 400 with a short reason
+    (``invalid JSON: Expecting value at line 1 column 1``).
     """
     max_size = parse_limit(limit)
     matches = _type_matcher(type)
-    decoder = _json.JSONDecoder(object_hook=object_hook, parse_constant=_reject_constant)
+    decoder = JSONTextDecoder(object_hook=object_hook, max_depth=MAX_JSON_DEPTH)
 
     def json_parser(req: Request, res: Response, next_: Next) -> None:
         if req.body is not None or not _has_body(req) or not matches(req):
