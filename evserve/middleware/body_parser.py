@@ -10,7 +10,8 @@ Each parser, in order:
    request has no body at all (neither Content-Length nor Transfer-Encoding, as Express 5), or
    when its Content-Type does not match the parser's ``type`` option (``req.body`` stays
    ``None``);
-2. checks the charset (415 ``unsupported charset "..."``);
+2. checks the charset against a fixed list of text charsets (415 ``unsupported charset
+   "..."``), without asking the codec registry about the client's name;
 3. inflates ``gzip``/``deflate`` Content-Encoding incrementally, stopping as soon as the inflated
    size passes ``limit`` (413; a zip bomb costs at most ``limit`` bytes of work), and answers
    415 for any other encoding;
@@ -26,10 +27,10 @@ Failures are ``HTTPError``s passed to ``next(err)``; on success ``req.body`` is 
 from __future__ import annotations
 
 import codecs
+import encodings.aliases
 import re
 import zlib
 from collections.abc import Callable, Sequence
-from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 from evserve.errors import HTTPError
@@ -108,22 +109,61 @@ def _type_matcher(kind: TypeOption) -> Callable[[Request], bool]:
     return match
 
 
-@lru_cache(maxsize=64)
-def _codec(charset: str) -> str | None:
-    """Python's name for a text codec (``"utf-8"`` for ``"UTF8"``), or None when unknown."""
-    try:
-        # LookupError for unknown names and for bytes-to-bytes codecs (an empty input would not
-        # even look the codec up).
-        b"x".decode(charset, "replace")
-        return codecs.lookup(charset).name
-    except (LookupError, ValueError):  # ValueError: an embedded NUL in the name
+# The charsets a body may be decoded from, by the name of their module in ``encodings``: text
+# codecs whose decoders take any bytes in linear time and, with the "replace" error handler,
+# give only Unicode scalar values (never a lone surrogate, which no response could encode):
+# - the UTFs (UTF-7 is left out: its decoder turns "+2AA-" into a lone surrogate);
+# - US-ASCII, ISO-8859-1 and the rest of ISO-8859, the Windows, KOI8, DOS (866) and Mac code
+#   pages a browser may label a form with (the single-byte encodings of the WHATWG Encoding
+#   Standard);
+# - the Chinese, Japanese and Korean multi-byte encodings of that standard and their Windows
+#   variants.
+# Everything else Python can "decode" is refused: bytes-to-bytes codecs (base64, zlib, hex,
+# rot13, ...), escape decoders that build any code point (unicode_escape, raw_unicode_escape),
+# punycode and idna (quadratic in the input), "undefined", and the long tail of rare code pages.
+_TEXT_CODEC_MODULES = (
+    "utf_8", "utf_8_sig", "utf_16", "utf_16_le", "utf_16_be", "utf_32", "utf_32_le", "utf_32_be",
+    "ascii", "latin_1", *(f"iso8859_{n}" for n in (2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 13, 14, 15, 16)),
+    *(f"cp125{n}" for n in range(9)), "cp874", "cp866", "koi8_r", "koi8_u", "mac_roman",
+    "mac_cyrillic",
+    "shift_jis", "cp932", "euc_jp", "iso2022_jp", "euc_kr", "cp949", "gb2312", "gbk", "gb18030",
+    "big5", "big5hkscs", "cp950",
+)  # fmt: skip
+# Module name -> the codec's own name (``latin_1`` -> ``iso8859-1``), and every alias Python
+# accepts for those modules. Resolving a client's charset against these tables never asks the
+# codec registry, which would import a module for each new name and remember every unknown one
+# for the life of the process.
+_TEXT_CODECS = {module: codecs.lookup(module).name for module in _TEXT_CODEC_MODULES}
+_CODEC_ALIASES = dict(encodings.aliases.aliases)
+# Longer than any name of an allowed codec: refused without further work.
+_MAX_CHARSET_NAME = 40
+_PUNCTUATION = re.compile(r"[^a-z0-9.]+")
+_UTF_CODECS = frozenset(
+    _TEXT_CODECS[m] for m in ("utf_8", "utf_8_sig", "utf_16", "utf_16_le", "utf_16_be", "utf_32", "utf_32_le", "utf_32_be")
+)
+
+
+def _text_codec(charset: str) -> str | None:
+    """Python's name for ``charset`` when it is an allowed text charset, else None.
+
+    ``"UTF8"``, ``"utf-8"`` and ``"utf_8"`` give ``"utf-8"``; ``"latin1"`` and ``"ISO-8859-1"``
+    give ``"iso8859-1"``, ``"windows-1252"`` gives ``"cp1252"``. Names are read as
+    ``codecs.lookup`` reads them (case and runs of punctuation do not matter), but only the
+    charsets listed in this module are known. Linear in the length of ``charset``; never raises.
+    """
+    if len(charset) > _MAX_CHARSET_NAME or not (charset.isascii() and charset.isprintable()):
         return None
+    # encodings.normalize_encoding: punctuation runs become one "_", ends are trimmed; then an
+    # alias (tried again with dots as underscores) or else the module's own name.
+    name = _PUNCTUATION.sub("_", charset.lower()).strip("_")
+    module = _CODEC_ALIASES.get(name) or _CODEC_ALIASES.get(name.replace(".", "_")) or name
+    return _TEXT_CODECS.get(module)
 
 
 def _check_charset(name: str, option: str) -> str:
-    codec = _codec(name.lower())
+    codec = _text_codec(name)
     if codec is None:
-        raise ValueError(f"unknown {option} {name!r}")
+        raise ValueError(f"unsupported {option} {name!r}: not a text charset this parser decodes")
     return codec
 
 
@@ -225,14 +265,14 @@ def _json_codec(charset: str | None) -> str:
     """The codec for a JSON body's charset; RFC 8259 JSON is UTF-8, Express takes any UTF.
 
     Raises:
-        HTTPError: 415 for a charset that is not a UTF Python knows.
+        HTTPError: 415 for a charset that is not one of the allowed UTFs.
     """
     if charset is None or charset == "utf-8":
         return "utf-8-sig"  # a BOM is dropped, as iconv does
-    codec = _codec(charset) if charset.startswith("utf-") else None
-    if codec is None:
+    codec = _text_codec(charset)
+    if codec not in _UTF_CODECS:
         raise _unsupported_charset(charset)
-    return codec
+    return "utf-8-sig" if codec == "utf-8" else codec
 
 
 def _byte_order(codec: str, data: bytes) -> str:
@@ -283,8 +323,8 @@ def json(
         object_hook: called with every decoded object (dict), its result used instead: the
             Python counterpart of JSON.parse's ``reviver``.
 
-    The charset must be a UTF (``utf-8`` by default, ``utf-16``/``utf-32`` accepted), else
-    415. Decoding follows :mod:`evserve.jsontext`, so whatever is accepted can
+    The charset must be a UTF (``utf-8`` by default, ``utf-16``/``utf-32`` accepted; not
+    ``utf-7``), else 415. Decoding follows :mod:`evserve.jsontext`, so whatever is accepted can
     be sent back with ``res.json``: nesting deeper than 100 levels, ``NaN``/``Infinity``,
     numbers outside a float's range (``1e999``), integers of more than 4300 digits, unpaired
     surrogates (``"\\ud800"``), invalid UTF-8 and trailing data give 400 with a short reason
@@ -334,7 +374,8 @@ def urlencoded(
         depth: the deepest bracket nesting honoured (extended only).
         inflate: inflate gzip/deflate bodies; when False an encoded body gives 415.
 
-    Only the ``utf-8`` charset is accepted (415 otherwise); invalid UTF-8 becomes U+FFFD.
+    Only the ``utf-8`` charset (by any of its names) is accepted (415 otherwise); invalid
+    UTF-8 becomes U+FFFD.
     """
     max_size = parse_limit(limit)
     matches = _type_matcher(type)
@@ -351,7 +392,7 @@ def urlencoded(
             return
         try:
             charset = _charset(req)
-            if charset is not None and charset != "utf-8":
+            if charset is not None and charset != "utf-8" and _text_codec(charset) != "utf-8":
                 raise _unsupported_charset(charset)
             data = _read(req, max_size, inflate)
         except HTTPError as exc:
@@ -378,11 +419,14 @@ def text(
         default_charset: the charset when the Content-Type names none.
         inflate: inflate gzip/deflate bodies; when False an encoded body gives 415.
 
-    Any text codec Python knows is accepted (415 otherwise); undecodable bytes become U+FFFD,
-    and a UTF-8 byte-order mark is dropped, as Express does.
+    The charset must be a UTF other than UTF-7, US-ASCII, ISO-8859-x, a Windows, KOI8, DOS 866
+    or Mac code page, or a Chinese, Japanese or Korean encoding of the WHATWG Encoding Standard
+    (by any name Python gives it); anything else, such as ``base64``, ``utf-7`` or
+    ``unicode_escape``, is a 415. Undecodable bytes become U+FFFD, and a UTF-8 byte-order mark
+    is dropped, as Express does, so the text never holds a lone surrogate.
 
     Raises:
-        ValueError: ``default_charset`` is not a text codec.
+        ValueError: ``default_charset`` is not one of those charsets.
     """
     max_size = parse_limit(limit)
     matches = _type_matcher(type)
@@ -394,7 +438,7 @@ def text(
             return
         try:
             charset = _charset(req)
-            codec = default_codec if charset is None else _codec(charset)
+            codec = default_codec if charset is None else _text_codec(charset)
             if codec is None:
                 raise _unsupported_charset(charset or "")
             data = _read(req, max_size, inflate)
