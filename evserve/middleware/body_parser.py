@@ -12,9 +12,10 @@ Each parser, in order:
    ``None``);
 2. checks the charset against a fixed list of text charsets (415 ``unsupported charset
    "..."``), without asking the codec registry about the client's name;
-3. inflates ``gzip``/``deflate`` Content-Encoding incrementally, stopping as soon as the inflated
-   size passes ``limit`` (413; a zip bomb costs at most ``limit`` bytes of work), and answers
-   415 for any other encoding;
+3. inflates ``gzip``/``deflate`` Content-Encoding incrementally, in time linear in the body
+   whatever its structure (thousands of concatenated gzip members included), stopping as soon
+   as the inflated size passes ``limit`` (413; a zip bomb costs at most ``limit`` bytes of
+   work), and answers 415 for any other encoding or for several codings;
 4. answers 413 when the (inflated) body is larger than ``limit``;
 5. parses: an empty body gives ``{}`` (json, urlencoded), ``""`` (text) or ``b""`` (raw);
    malformed input gives 400 with a short reason. Nothing accepted holds a value a response
@@ -57,6 +58,9 @@ _LIMIT = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([kmgtp]?b)?\s*", re.IGNORECASE)
 _UNITS = {"b": 1, "kb": 1 << 10, "mb": 1 << 20, "gb": 1 << 30, "tb": 1 << 40, "pb": 1 << 50}
 
 _GZIP_WBITS = 16 + zlib.MAX_WBITS
+# The first slice of compressed input given to a decompressor; later slices of the same stream
+# double. About the size of a small gzip member (20 bytes when empty).
+_FIRST_SLICE = 64
 _ENCODINGS = frozenset({"gzip", "x-gzip", "deflate"})
 
 _JSON_WHITESPACE = " \t\n\r"
@@ -219,35 +223,49 @@ def _inflate(data: bytes, encoding: str, limit: int) -> bytes:
     """Decompress ``data``, never producing more than ``limit + 1`` bytes (zip-bomb safe).
 
     ``deflate`` accepts the zlib format (RFC 9110 section 8.4.1.2) and, as browsers do, raw
-    deflate. Concatenated gzip members are inflated one after another, as gunzip does.
+    deflate. Concatenated gzip members (RFC 1952 section 2.2) are inflated one after another,
+    as gunzip does.
+
+    Work and memory are linear in ``len(data)`` plus the output, whatever the structure: the
+    input is fed through a zero-copy view in slices that double while a member goes on, so the
+    copies zlib makes of input it did not consume (``unused_data`` at a member's end,
+    ``unconsumed_tail`` when the output bound stops it) stay within the member's own size plus
+    one slice, instead of the whole rest of the body for every one of thousands of tiny members.
     """
     if encoding == "deflate":
         wbits = zlib.MAX_WBITS if _looks_like_zlib(data) else -zlib.MAX_WBITS
     else:
         wbits = _GZIP_WBITS
-    decompressor = zlib.decompressobj(wbits)
+    view = memoryview(data)
+    total = len(data)
     parts: list[bytes] = []
     size = 0
-    pending = data
+    pos = 0
     try:
+        decompressor = zlib.decompressobj(wbits)
+        step = _FIRST_SLICE
         while True:
-            # max_length bounds the output of this call; the rest of the input waits in
-            # unconsumed_tail, so the work done is proportional to the output allowed.
-            piece = decompressor.decompress(pending, limit - size + 1)
+            end = min(pos + step, total)
+            # max_length bounds the output of this call: reaching it means the limit is passed,
+            # so nothing past limit + 1 bytes is ever inflated.
+            piece = decompressor.decompress(view[pos:end], limit - size + 1)
             size += len(piece)
             if size > limit:
                 raise HTTPError(413, _TOO_LARGE)
             if piece:
                 parts.append(piece)
-            pending = decompressor.unconsumed_tail
+            # Below the output bound, zlib consumed the whole slice unless the stream ended.
             if decompressor.eof:
-                rest = decompressor.unused_data
-                if wbits != _GZIP_WBITS or not rest:
-                    break
+                pos = end - len(decompressor.unused_data)
+                if wbits != _GZIP_WBITS or pos == total:
+                    break  # raw and zlib deflate: whatever follows the stream is ignored
                 decompressor = zlib.decompressobj(wbits)  # the next gzip member
-                pending = rest
-            elif not pending and not piece:
+                step = _FIRST_SLICE
+                continue
+            pos = end
+            if pos == total:
                 raise HTTPError(400, f"invalid {encoding} body: unexpected end of data")
+            step *= 2
     except zlib.error as exc:
         reason = str(exc).rpartition(": ")[2] or "corrupt data"
         raise HTTPError(400, f"invalid {encoding} body: {reason}") from None
