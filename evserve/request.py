@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ipaddress
-import json
 import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -403,13 +402,20 @@ def _origin_form(target: str) -> str:
 
 def _json_cookies(cookies: dict[str, str]) -> dict[str, Any]:
     """cookie-parser's JSONCookies: a ``j:`` value whose JSON parses to something truthy (in
-    JavaScript's sense) is replaced by it; anything else stays the text it was."""
+    JavaScript's sense) is replaced by it; anything else stays the text it was.
+
+    The JSON is read by :mod:`evserve.jsontext`, as JSON bodies are: a value a response could
+    not write back (``NaN``, ``1e999``, an unpaired ``\\ud800``) or nested deeper than 100
+    levels makes the cookie unparsable, so it stays text.
+    """
+    from evserve.jsontext import loads
+
     out: dict[str, Any] = cookies
     for name, value in cookies.items():
         if value.startswith("j:"):
             try:
-                parsed = json.loads(value[2:])
-            except (ValueError, RecursionError):
+                parsed = loads(value[2:])
+            except ValueError:
                 continue
             if isinstance(parsed, (dict, list)) or parsed:
                 out[name] = parsed

@@ -10,13 +10,16 @@ Each parser, in order:
    request has no body at all (neither Content-Length nor Transfer-Encoding, as Express 5), or
    when its Content-Type does not match the parser's ``type`` option (``req.body`` stays
    ``None``);
-2. checks the charset (415 ``unsupported charset "..."``);
-3. inflates ``gzip``/``deflate`` Content-Encoding incrementally, stopping as soon as the inflated
-   size passes ``limit`` (413; a zip bomb costs at most ``limit`` bytes of work), and answers
-   415 for any other encoding;
+2. checks the charset against a fixed list of text charsets (415 ``unsupported charset
+   "..."``), without asking the codec registry about the client's name;
+3. inflates ``gzip``/``deflate`` Content-Encoding incrementally, in time linear in the body
+   whatever its structure (thousands of concatenated gzip members included), stopping as soon
+   as the inflated size passes ``limit`` (413; a zip bomb costs at most ``limit`` bytes of
+   work), and answers 415 for any other encoding or for several codings;
 4. answers 413 when the (inflated) body is larger than ``limit``;
 5. parses: an empty body gives ``{}`` (json, urlencoded), ``""`` (text) or ``b""`` (raw);
-   malformed input gives 400 with a short reason.
+   malformed input gives 400 with a short reason. Nothing accepted holds a value a response
+   cannot write (a non-finite number, a lone surrogate): JSON with one is a 400.
 
 Failures are ``HTTPError``s passed to ``next(err)``; on success ``req.body`` is set and
 ``next()`` called.
@@ -25,15 +28,14 @@ Failures are ``HTTPError``s passed to ``next(err)``; on success ``req.body`` is 
 from __future__ import annotations
 
 import codecs
-import json as _json
+import encodings.aliases
 import re
 import zlib
 from collections.abc import Callable, Sequence
-from functools import lru_cache
-from itertools import accumulate
 from typing import TYPE_CHECKING, Any
 
 from evserve.errors import HTTPError
+from evserve.jsontext import MAX_DEPTH, JSONTextDecoder, nesting_exceeds
 from evserve.negotiation import is_type, parse_content_type
 from evserve.query import parse_query, parse_simple
 from evserve.router import announces_body
@@ -50,21 +52,17 @@ TypeOption = str | Sequence[str] | Callable[["Request"], Any]
 LimitOption = int | str
 
 # JSON nested deeper than this is refused with 400 before json.loads sees it (SPEC section 8).
-MAX_JSON_DEPTH = 100
+MAX_JSON_DEPTH = MAX_DEPTH
 
 _LIMIT = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([kmgtp]?b)?\s*", re.IGNORECASE)
 _UNITS = {"b": 1, "kb": 1 << 10, "mb": 1 << 20, "gb": 1 << 30, "tb": 1 << 40, "pb": 1 << 50}
 
 _GZIP_WBITS = 16 + zlib.MAX_WBITS
+# The first slice of compressed input given to a decompressor; later slices of the same stream
+# double. About the size of a small gzip member (20 bytes when empty).
+_FIRST_SLICE = 64
 _ENCODINGS = frozenset({"gzip", "x-gzip", "deflate"})
 
-# The depth scan keeps only brackets (curly ones made square) and quotes: one C-level pass.
-_SQUARE = bytes.maketrans(b"{}", b"[]")
-_NOT_STRUCTURE = bytes(b for b in range(256) if b not in b'[]{}"')
-_BRACKET_DELTA = [0] * 256
-_BRACKET_DELTA[ord("[")] = 1
-_BRACKET_DELTA[ord("]")] = -1
-_PEAK_PASSES = 4
 _JSON_WHITESPACE = " \t\n\r"
 
 _TOO_LARGE = "request entity too large"
@@ -115,22 +113,61 @@ def _type_matcher(kind: TypeOption) -> Callable[[Request], bool]:
     return match
 
 
-@lru_cache(maxsize=64)
-def _codec(charset: str) -> str | None:
-    """Python's name for a text codec (``"utf-8"`` for ``"UTF8"``), or None when unknown."""
-    try:
-        # LookupError for unknown names and for bytes-to-bytes codecs (an empty input would not
-        # even look the codec up).
-        b"x".decode(charset, "replace")
-        return codecs.lookup(charset).name
-    except (LookupError, ValueError):  # ValueError: an embedded NUL in the name
+# The charsets a body may be decoded from, by the name of their module in ``encodings``: text
+# codecs whose decoders take any bytes in linear time and, with the "replace" error handler,
+# give only Unicode scalar values (never a lone surrogate, which no response could encode):
+# - the UTFs (UTF-7 is left out: its decoder turns "+2AA-" into a lone surrogate);
+# - US-ASCII, ISO-8859-1 and the rest of ISO-8859, the Windows, KOI8, DOS (866) and Mac code
+#   pages a browser may label a form with (the single-byte encodings of the WHATWG Encoding
+#   Standard);
+# - the Chinese, Japanese and Korean multi-byte encodings of that standard and their Windows
+#   variants.
+# Everything else Python can "decode" is refused: bytes-to-bytes codecs (base64, zlib, hex,
+# rot13, ...), escape decoders that build any code point (unicode_escape, raw_unicode_escape),
+# punycode and idna (quadratic in the input), "undefined", and the long tail of rare code pages.
+_TEXT_CODEC_MODULES = (
+    "utf_8", "utf_8_sig", "utf_16", "utf_16_le", "utf_16_be", "utf_32", "utf_32_le", "utf_32_be",
+    "ascii", "latin_1", *(f"iso8859_{n}" for n in (2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 13, 14, 15, 16)),
+    *(f"cp125{n}" for n in range(9)), "cp874", "cp866", "koi8_r", "koi8_u", "mac_roman",
+    "mac_cyrillic",
+    "shift_jis", "cp932", "euc_jp", "iso2022_jp", "euc_kr", "cp949", "gb2312", "gbk", "gb18030",
+    "big5", "big5hkscs", "cp950",
+)  # fmt: skip
+# Module name -> the codec's own name (``latin_1`` -> ``iso8859-1``), and every alias Python
+# accepts for those modules. Resolving a client's charset against these tables never asks the
+# codec registry, which would import a module for each new name and remember every unknown one
+# for the life of the process.
+_TEXT_CODECS = {module: codecs.lookup(module).name for module in _TEXT_CODEC_MODULES}
+_CODEC_ALIASES = dict(encodings.aliases.aliases)
+# Longer than any name of an allowed codec: refused without further work.
+_MAX_CHARSET_NAME = 40
+_PUNCTUATION = re.compile(r"[^a-z0-9.]+")
+_UTF_CODECS = frozenset(
+    _TEXT_CODECS[m] for m in ("utf_8", "utf_8_sig", "utf_16", "utf_16_le", "utf_16_be", "utf_32", "utf_32_le", "utf_32_be")
+)
+
+
+def _text_codec(charset: str) -> str | None:
+    """Python's name for ``charset`` when it is an allowed text charset, else None.
+
+    ``"UTF8"``, ``"utf-8"`` and ``"utf_8"`` give ``"utf-8"``; ``"latin1"`` and ``"ISO-8859-1"``
+    give ``"iso8859-1"``, ``"windows-1252"`` gives ``"cp1252"``. Names are read as
+    ``codecs.lookup`` reads them (case and runs of punctuation do not matter), but only the
+    charsets listed in this module are known. Linear in the length of ``charset``; never raises.
+    """
+    if len(charset) > _MAX_CHARSET_NAME or not (charset.isascii() and charset.isprintable()):
         return None
+    # encodings.normalize_encoding: punctuation runs become one "_", ends are trimmed; then an
+    # alias (tried again with dots as underscores) or else the module's own name.
+    name = _PUNCTUATION.sub("_", charset.lower()).strip("_")
+    module = _CODEC_ALIASES.get(name) or _CODEC_ALIASES.get(name.replace(".", "_")) or name
+    return _TEXT_CODECS.get(module)
 
 
 def _check_charset(name: str, option: str) -> str:
-    codec = _codec(name.lower())
+    codec = _text_codec(name)
     if codec is None:
-        raise ValueError(f"unknown {option} {name!r}")
+        raise ValueError(f"unsupported {option} {name!r}: not a text charset this parser decodes")
     return codec
 
 
@@ -186,35 +223,49 @@ def _inflate(data: bytes, encoding: str, limit: int) -> bytes:
     """Decompress ``data``, never producing more than ``limit + 1`` bytes (zip-bomb safe).
 
     ``deflate`` accepts the zlib format (RFC 9110 section 8.4.1.2) and, as browsers do, raw
-    deflate. Concatenated gzip members are inflated one after another, as gunzip does.
+    deflate. Concatenated gzip members (RFC 1952 section 2.2) are inflated one after another,
+    as gunzip does.
+
+    Work and memory are linear in ``len(data)`` plus the output, whatever the structure: the
+    input is fed through a zero-copy view in slices that double while a member goes on, so the
+    copies zlib makes of input it did not consume (``unused_data`` at a member's end,
+    ``unconsumed_tail`` when the output bound stops it) stay within the member's own size plus
+    one slice, instead of the whole rest of the body for every one of thousands of tiny members.
     """
     if encoding == "deflate":
         wbits = zlib.MAX_WBITS if _looks_like_zlib(data) else -zlib.MAX_WBITS
     else:
         wbits = _GZIP_WBITS
-    decompressor = zlib.decompressobj(wbits)
+    view = memoryview(data)
+    total = len(data)
     parts: list[bytes] = []
     size = 0
-    pending = data
+    pos = 0
     try:
+        decompressor = zlib.decompressobj(wbits)
+        step = _FIRST_SLICE
         while True:
-            # max_length bounds the output of this call; the rest of the input waits in
-            # unconsumed_tail, so the work done is proportional to the output allowed.
-            piece = decompressor.decompress(pending, limit - size + 1)
+            end = min(pos + step, total)
+            # max_length bounds the output of this call: reaching it means the limit is passed,
+            # so nothing past limit + 1 bytes is ever inflated.
+            piece = decompressor.decompress(view[pos:end], limit - size + 1)
             size += len(piece)
             if size > limit:
                 raise HTTPError(413, _TOO_LARGE)
             if piece:
                 parts.append(piece)
-            pending = decompressor.unconsumed_tail
+            # Below the output bound, zlib consumed the whole slice unless the stream ended.
             if decompressor.eof:
-                rest = decompressor.unused_data
-                if wbits != _GZIP_WBITS or not rest:
-                    break
+                pos = end - len(decompressor.unused_data)
+                if wbits != _GZIP_WBITS or pos == total:
+                    break  # raw and zlib deflate: whatever follows the stream is ignored
                 decompressor = zlib.decompressobj(wbits)  # the next gzip member
-                pending = rest
-            elif not pending and not piece:
+                step = _FIRST_SLICE
+                continue
+            pos = end
+            if pos == total:
                 raise HTTPError(400, f"invalid {encoding} body: unexpected end of data")
+            step *= 2
     except zlib.error as exc:
         reason = str(exc).rpartition(": ")[2] or "corrupt data"
         raise HTTPError(400, f"invalid {encoding} body: {reason}") from None
@@ -224,65 +275,22 @@ def _inflate(data: bytes, encoding: str, limit: int) -> bytes:
 # -- JSON ------------------------------------------------------------------------------------------
 
 
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")
-
-
-def _max_depth(skeleton: bytes) -> int:
-    return max(accumulate(map(_BRACKET_DELTA.__getitem__, skeleton), initial=0))
-
-
-def _json_too_deep(data: bytes, limit: int) -> bool:
-    """Whether UTF-8 JSON ``data`` nests arrays and objects deeper than ``limit``.
-
-    Brackets inside strings do not count; mismatched brackets count as if they matched (the
-    parser rejects those later, but must not recurse first). Linear time in C-level passes:
-
-    1. escaped backslashes, then escaped quotes, are removed, so the quotes left delimit strings
-       (bracket and quote bytes never occur inside a multi-byte UTF-8 sequence);
-    2. every byte but brackets and quotes is deleted, ``{}`` becoming ``[]``;
-    3. strings are cut out: adjacent quote pairs hold no bracket and go first (removing two
-       neighbouring quotes keeps the others' parity), then the rest is split on quotes;
-    4. a few passes remove the innermost pairs ``[]``: each removed pair leaves the depth of the
-       others unchanged and was at most one level above them, so after ``p`` passes the true
-       depth lies within ``[d, d + p]`` of the remainder's depth ``d``. Only when that is not
-       enough to decide is the whole skeleton accumulated.
-    """
-    if b"\\" in data:
-        data = data.replace(b"\\\\", b"").replace(b'\\"', b"")
-    skeleton = data.translate(_SQUARE, _NOT_STRUCTURE)
-    if b'"' in skeleton:
-        skeleton = skeleton.replace(b'""', b"")
-        if b'"' in skeleton:
-            skeleton = b"".join(skeleton.split(b'"')[::2])
-    whole = skeleton
-    passes = 0
-    while passes < _PEAK_PASSES:
-        reduced = skeleton.replace(b"[]", b"")
-        if len(reduced) == len(skeleton):
-            break
-        skeleton = reduced
-        passes += 1
-    depth = _max_depth(skeleton)
-    if depth > limit:
-        return True
-    if depth + passes <= limit:
-        return False
-    return _max_depth(whole) > limit
+# Under this name the depth scan was defined here before it moved to evserve.jsontext.
+_json_too_deep = nesting_exceeds
 
 
 def _json_codec(charset: str | None) -> str:
     """The codec for a JSON body's charset; RFC 8259 JSON is UTF-8, Express takes any UTF.
 
     Raises:
-        HTTPError: 415 for a charset that is not a UTF Python knows.
+        HTTPError: 415 for a charset that is not one of the allowed UTFs.
     """
     if charset is None or charset == "utf-8":
         return "utf-8-sig"  # a BOM is dropped, as iconv does
-    codec = _codec(charset) if charset.startswith("utf-") else None
-    if codec is None:
+    codec = _text_codec(charset)
+    if codec not in _UTF_CODECS:
         raise _unsupported_charset(charset)
-    return codec
+    return "utf-8-sig" if codec == "utf-8" else codec
 
 
 def _byte_order(codec: str, data: bytes) -> str:
@@ -298,7 +306,7 @@ def _byte_order(codec: str, data: bytes) -> str:
     return codec
 
 
-def _parse_json(data: bytes, codec: str, strict: bool, decoder: _json.JSONDecoder) -> Any:
+def _parse_json(data: bytes, codec: str, strict: bool, decoder: JSONTextDecoder) -> Any:
     try:
         text = data.decode(codec)
     except UnicodeDecodeError:
@@ -307,17 +315,11 @@ def _parse_json(data: bytes, codec: str, strict: bool, decoder: _json.JSONDecode
         first = text.lstrip(_JSON_WHITESPACE)[:1]
         if first and first not in "{[":
             raise HTTPError(400, "invalid JSON: the top-level value must be an object or array")
-    utf8 = data if codec == "utf-8-sig" else text.encode("utf-8", "surrogatepass")
-    if utf8.count(b"[") + utf8.count(b"{") > MAX_JSON_DEPTH and _json_too_deep(utf8, MAX_JSON_DEPTH):
-        raise HTTPError(400, f"invalid JSON: nested deeper than {MAX_JSON_DEPTH} levels")
     try:
-        return decoder.decode(text)
-    except _json.JSONDecodeError as exc:
-        raise HTTPError(400, f"invalid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
-    except ValueError as exc:  # NaN/Infinity, or an integer with too many digits
+        # A strict UTF-8 decode leaves no surrogate in text, so data may stand for its UTF-8.
+        return decoder.decode(text, data if codec == "utf-8-sig" else None)
+    except ValueError as exc:  # JSONTextError, or a ValueError raised by object_hook
         raise HTTPError(400, f"invalid JSON: {exc}") from None
-    except RecursionError:  # pragma: no cover - the depth scan refuses such input first
-        raise HTTPError(400, f"invalid JSON: nested deeper than {MAX_JSON_DEPTH} levels") from None
 
 
 def json(
@@ -339,13 +341,16 @@ def json(
         object_hook: called with every decoded object (dict), its result used instead: the
             Python counterpart of JSON.parse's ``reviver``.
 
-    The charset must be a UTF (``utf-8`` by default, ``utf-16``/``utf-32`` accepted), else 415.
-    Nesting deeper than 100 levels, ``NaN``/``Infinity``, invalid UTF-8 and trailing data give
-    400 (``invalid JSON: Expecting value at line 1 column 1``).
+    The charset must be a UTF (``utf-8`` by default, ``utf-16``/``utf-32`` accepted; not
+    ``utf-7``), else 415. Decoding follows :mod:`evserve.jsontext`, so whatever is accepted can
+    be sent back with ``res.json``: nesting deeper than 100 levels, ``NaN``/``Infinity``,
+    numbers outside a float's range (``1e999``), integers of more than 4300 digits, unpaired
+    surrogates (``"\\ud800"``), invalid UTF-8 and trailing data give 400 with a short reason
+    (``invalid JSON: Expecting value at line 1 column 1``).
     """
     max_size = parse_limit(limit)
     matches = _type_matcher(type)
-    decoder = _json.JSONDecoder(object_hook=object_hook, parse_constant=_reject_constant)
+    decoder = JSONTextDecoder(object_hook=object_hook, max_depth=MAX_JSON_DEPTH)
 
     def json_parser(req: Request, res: Response, next_: Next) -> None:
         if req.body is not None or not _has_body(req) or not matches(req):
@@ -387,7 +392,8 @@ def urlencoded(
         depth: the deepest bracket nesting honoured (extended only).
         inflate: inflate gzip/deflate bodies; when False an encoded body gives 415.
 
-    Only the ``utf-8`` charset is accepted (415 otherwise); invalid UTF-8 becomes U+FFFD.
+    Only the ``utf-8`` charset (by any of its names) is accepted (415 otherwise); invalid
+    UTF-8 becomes U+FFFD.
     """
     max_size = parse_limit(limit)
     matches = _type_matcher(type)
@@ -404,7 +410,7 @@ def urlencoded(
             return
         try:
             charset = _charset(req)
-            if charset is not None and charset != "utf-8":
+            if charset is not None and charset != "utf-8" and _text_codec(charset) != "utf-8":
                 raise _unsupported_charset(charset)
             data = _read(req, max_size, inflate)
         except HTTPError as exc:
@@ -431,11 +437,14 @@ def text(
         default_charset: the charset when the Content-Type names none.
         inflate: inflate gzip/deflate bodies; when False an encoded body gives 415.
 
-    Any text codec Python knows is accepted (415 otherwise); undecodable bytes become U+FFFD,
-    and a UTF-8 byte-order mark is dropped, as Express does.
+    The charset must be a UTF other than UTF-7, US-ASCII, ISO-8859-x, a Windows, KOI8, DOS 866
+    or Mac code page, or a Chinese, Japanese or Korean encoding of the WHATWG Encoding Standard
+    (by any name Python gives it); anything else, such as ``base64``, ``utf-7`` or
+    ``unicode_escape``, is a 415. Undecodable bytes become U+FFFD, and a UTF-8 byte-order mark
+    is dropped, as Express does, so the text never holds a lone surrogate.
 
     Raises:
-        ValueError: ``default_charset`` is not a text codec.
+        ValueError: ``default_charset`` is not one of those charsets.
     """
     max_size = parse_limit(limit)
     matches = _type_matcher(type)
@@ -447,7 +456,7 @@ def text(
             return
         try:
             charset = _charset(req)
-            codec = default_codec if charset is None else _codec(charset)
+            codec = default_codec if charset is None else _text_codec(charset)
             if codec is None:
                 raise _unsupported_charset(charset or "")
             data = _read(req, max_size, inflate)
