@@ -237,7 +237,7 @@ def _merge(target: Any, source: Any, cap: int) -> Any:
                 target.push(source)
             return target
         # A value meeting a value or an object: both, in a list ("a[b]=1&a=2" gives
-        # [{"b": "1"}, "2"]), the object no longer taking the value as a key set to true.
+        # [{"b": "1"}, "2"]; qs without strictMerge made the value a key set to true).
         return _pair(target, source, cap)
     if not isinstance(target, dict | _Arr):
         # qs: [target].concat(source), holes kept (and compacted at the end).
