@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
-import mimetypes
 import re
 from collections.abc import Sequence
 from functools import lru_cache
 from typing import NamedTuple
 
+from evserve.media_types import lookup_extension
+
 __all__ = [
     "accepts",
     "accepts_charsets",
+    "accepts_charsets_list",
     "accepts_encodings",
+    "accepts_encodings_list",
     "accepts_languages",
+    "accepts_languages_list",
     "accepts_list",
     "content_type_for",
     "is_type",
@@ -20,56 +24,12 @@ __all__ = [
     "parse_content_type",
 ]
 
-# The common types, so answers do not depend on the OS's mime.types (values as in mime-db).
-_BUILTIN_TYPES = {
-    "atom": "application/atom+xml",
-    "avif": "image/avif",
-    "bin": "application/octet-stream",
-    "bmp": "image/bmp",
-    "css": "text/css",
-    "csv": "text/csv",
-    "gif": "image/gif",
-    "gz": "application/gzip",
-    "htm": "text/html",
-    "html": "text/html",
-    "ico": "image/vnd.microsoft.icon",
-    "ics": "text/calendar",
-    "jpeg": "image/jpeg",
-    "jpg": "image/jpeg",
-    "js": "text/javascript",
-    "json": "application/json",
-    "jsonld": "application/ld+json",
-    "map": "application/json",
-    "md": "text/markdown",
-    "mjs": "text/javascript",
-    "mp3": "audio/mpeg",
-    "mp4": "video/mp4",
-    "ogg": "audio/ogg",
-    "otf": "font/otf",
-    "pdf": "application/pdf",
-    "png": "image/png",
-    "rss": "application/rss+xml",
-    "svg": "image/svg+xml",
-    "tar": "application/x-tar",
-    "text": "text/plain",
-    "ttf": "font/ttf",
-    "txt": "text/plain",
-    "wasm": "application/wasm",
-    "wav": "audio/wav",
-    "webm": "video/webm",
-    "webmanifest": "application/manifest+json",
-    "webp": "image/webp",
-    "woff": "font/woff",
-    "woff2": "font/woff2",
-    "xhtml": "application/xhtml+xml",
-    "xml": "application/xml",
-    "yaml": "application/yaml",
-    "yml": "application/yaml",
-    "zip": "application/zip",
-}
 _DEFAULT_TYPE = "application/octet-stream"
-# Types whose Content-Type gets "; charset=utf-8" besides text/* (Express res.type).
-_CHARSET_TYPES = frozenset({"application/json", "application/javascript"})
+# Types whose Content-Type gets "; charset=utf-8" besides text/*: those mime-db gives a UTF-8
+# charset, as npm mime-types' contentType() (Express res.type, res.set) adds it.
+_CHARSET_TYPES = frozenset(
+    {"application/json", "application/javascript", "application/manifest+json"}
+)
 _HAS_CHARSET = re.compile(r";\s*charset\s*=", re.IGNORECASE)
 # negotiator's simpleMediaTypeRegExp: type "/" subtype, then optional ";" parameters.
 _MEDIA_RANGE = re.compile(r"\s*([^\s/;]+)/([^;\s]+)\s*(?:;(.*))?", re.DOTALL)
@@ -80,28 +40,22 @@ _QUOTED_PAIR = re.compile(r"\\(.)", re.DOTALL)
 # Accept headers longer than this are parsed every time rather than cached.
 _CACHED_HEADER_SIZE = 1024
 
-_fallback_db: mimetypes.MimeTypes | None = None
-
 
 def _lookup(ext_or_type: str) -> str | None:
-    """Return the MIME type of an extension, ".ext" or file name, or ``None`` when unknown."""
+    """Return the media type of an extension, ".ext" or file name, or ``None`` when unknown.
+
+    Only the built-in table (:mod:`evserve.media_types`) is consulted, never the platform's, so
+    the answer is the same on every system and Python version.
+    """
     ext = ext_or_type.rpartition(".")[2].strip().lower()
-    if not ext:
-        return None
-    found = _BUILTIN_TYPES.get(ext)
-    if found is not None:
-        return found
-    global _fallback_db
-    if _fallback_db is None:
-        # Python's own table only (no OS files are read into this instance), built on first need.
-        _fallback_db = mimetypes.MimeTypes()
-    return _fallback_db.types_map[True].get("." + ext) or _fallback_db.types_map[False].get(
-        "." + ext
-    )
+    return lookup_extension(ext) if ext else None
 
 
 def mime_type(ext_or_type: str) -> str:
     """Return the MIME type for an extension, like Express ``res.type`` without the charset.
+
+    Extensions are looked up in evserve's built-in table (:mod:`evserve.media_types`, mime-db's
+    values as Express 5 resolves them), never in the platform's MIME database.
 
     Args:
         ext_or_type: ``"json"``, ``".json"``, a file name (``"a.json"``), or a MIME type; a value
@@ -119,8 +73,9 @@ def mime_type(ext_or_type: str) -> str:
 def content_type_for(ext_or_type: str) -> str:
     """Return a Content-Type value for an extension or MIME type, as Express ``res.type`` sets it.
 
-    Like :func:`mime_type`, adding ``"; charset=utf-8"`` to ``text/*``, ``application/json`` and
-    ``application/javascript`` unless the value already names a charset.
+    Like :func:`mime_type`, adding ``"; charset=utf-8"`` to ``text/*``, ``application/json``,
+    ``application/javascript`` and ``application/manifest+json`` (the types mime-db gives a
+    UTF-8 charset) unless the value already names a charset.
 
     Args:
         ext_or_type: an extension, a file name or a MIME type (possibly with parameters).
@@ -159,11 +114,12 @@ def _split_unquoted(text: str, sep: str) -> list[str]:
 
 
 class _MediaRange(NamedTuple):
-    type: str
+    type: str  # lowercased, for matching
     subtype: str
     params: tuple[tuple[str, str], ...]
     q: float
     position: int
+    text: str  # "type/subtype" as written, as negotiator lists it
 
 
 def _parse_q(text: str) -> float:
@@ -194,7 +150,8 @@ def _parse_media_range(text: str, index: int) -> _MediaRange | None:
                 q = _parse_q(value) if eq else 0.0
                 break  # what follows q are accept-extensions, not media type parameters
             params.append((key, value))
-    return _MediaRange(match.group(1).lower(), match.group(2).lower(), tuple(params), q, index)
+    kind, subtype = match.group(1), match.group(2)
+    return _MediaRange(kind.lower(), subtype.lower(), tuple(params), q, index, f"{kind}/{subtype}")
 
 
 def _parse_accept_uncached(header: str) -> tuple[_MediaRange, ...]:
@@ -298,20 +255,21 @@ def accepts(accept_header: str | None, offers: Sequence[str]) -> str | None:
 def accepts_list(accept_header: str | None) -> list[str]:
     """Return the acceptable media types in the client's order of preference.
 
-    Sorted by q (highest first), then by position in the header; q=0 entries are left out.
+    negotiator's ``mediaTypes()`` (Express ``req.accepts()`` with no arguments): sorted by q
+    (highest first), then by position in the header; q=0 entries are left out.
 
     Args:
         accept_header: the Accept header, or ``None`` when absent (which means ``*/*``).
 
     Returns:
-        Lowercased ``type/subtype`` strings without parameters: ``["*/*"]`` for ``None``, ``[]``
-        for an empty header. Never raises.
+        ``type/subtype`` strings as written in the header, without parameters: ``["*/*"]`` for
+        ``None``, ``[]`` for an empty header. Never raises.
     """
     if accept_header is None:
         return ["*/*"]
     specs = [spec for spec in _parse_accept(accept_header) if spec.q > 0]
     specs.sort(key=lambda spec: (-spec.q, spec.position))
-    return [f"{spec.type}/{spec.subtype}" for spec in specs]
+    return [spec.text for spec in specs]
 
 
 # negotiator's Accept-Charset / Accept-Encoding entry, and its Accept-Language one ("en-US":
@@ -325,6 +283,7 @@ class _Token(NamedTuple):
     prefix: str  # a language's primary tag ("en"); the whole token for charsets and encodings
     q: float
     position: int
+    text: str = ""  # as written in the header ("en-US"), for the lists
 
 
 def _token_q(params: str | None) -> float:
@@ -346,14 +305,15 @@ def _parse_token(text: str, position: int, *, language: bool) -> _Token | None:
         match = _LANGUAGE_ENTRY.fullmatch(text)
         if match is None:
             return None
-        prefix = match.group(1).lower()
-        full = f"{prefix}-{match.group(2).lower()}" if match.group(2) else prefix
-        return _Token(full, prefix, _token_q(match.group(3)), position)
+        written = f"{match.group(1)}-{match.group(2)}" if match.group(2) else match.group(1)
+        return _Token(written.lower(), match.group(1).lower(), _token_q(match.group(3)), position,
+                      written)
     match = _TOKEN_ENTRY.fullmatch(text)
     if match is None:
         return None
-    full = match.group(1).lower()
-    return _Token(full, full, _token_q(match.group(2)), position)
+    written = match.group(1)
+    full = written.lower()
+    return _Token(full, full, _token_q(match.group(2)), position, written)
 
 
 def _parse_tokens(header: str, *, language: bool = False) -> list[_Token]:
@@ -464,12 +424,72 @@ def accepts_encodings(accept_encoding: str | None, offers: Sequence[str]) -> str
     """
     if not offers:
         return None
+    return _choose_token(_encoding_specs(accept_encoding), offers)
+
+
+def _encoding_specs(accept_encoding: str | None) -> list[_Token]:
+    """The Accept-Encoding entries plus negotiator's implicit ``identity`` where it applies."""
     header = accept_encoding or ""
     specs = _parse_tokens(header)
     if not any(spec.full in ("identity", "*") for spec in specs):
         lowest = min([spec.q or 1.0 for spec in specs], default=1.0)
-        specs.append(_Token("identity", "identity", min(lowest, 1.0), header.count(",") + 1))
-    return _choose_token(specs, offers)
+        specs.append(_Token("identity", "identity", min(lowest, 1.0), header.count(",") + 1,
+                            "identity"))
+    return specs
+
+
+def _preference_list(specs: Sequence[_Token]) -> list[str]:
+    """negotiator's list with no offers: q>0 entries by q (highest first), then position."""
+    kept = sorted((spec for spec in specs if spec.q > 0), key=lambda spec: (-spec.q, spec.position))
+    return [spec.text for spec in kept]
+
+
+def accepts_charsets_list(accept_charset: str | None) -> list[str]:
+    """Return the acceptable charsets in the client's order of preference.
+
+    negotiator's ``charsets()`` (Express ``req.acceptsCharsets()`` with no arguments).
+
+    Args:
+        accept_charset: the Accept-Charset header, or ``None`` when absent (which means ``*``).
+
+    Returns:
+        The charsets as written, by q (highest first) then position, q=0 ones left out:
+        ``["*"]`` for ``None``, ``[]`` for an empty header. Never raises.
+    """
+    return _preference_list(_parse_tokens("*" if accept_charset is None else accept_charset))
+
+
+def accepts_encodings_list(accept_encoding: str | None) -> list[str]:
+    """Return the acceptable content codings in the client's order of preference.
+
+    negotiator's ``encodings()`` (Express ``req.acceptsEncodings()`` with no arguments),
+    ``identity`` included, as in :func:`accepts_encodings`, unless the header names it or ``*``.
+
+    Args:
+        accept_encoding: the Accept-Encoding header, or ``None`` when absent.
+
+    Returns:
+        The codings as written, by q (highest first) then position, q=0 ones left out:
+        ``["identity"]`` for ``None`` or an empty header. Never raises.
+    """
+    return _preference_list(_encoding_specs(accept_encoding))
+
+
+def accepts_languages_list(accept_language: str | None) -> list[str]:
+    """Return the acceptable languages in the client's order of preference.
+
+    negotiator's ``languages()`` (Express ``req.acceptsLanguages()`` with no arguments).
+
+    Args:
+        accept_language: the Accept-Language header, or ``None`` when absent (which means
+            ``*``).
+
+    Returns:
+        The language tags as written, by q (highest first) then position, q=0 ones left out:
+        ``["*"]`` for ``None``, ``[]`` for an empty header. Never raises.
+    """
+    header = "*" if accept_language is None else accept_language
+    return _preference_list(_parse_tokens(header, language=True))
 
 
 def accepts_languages(accept_language: str | None, offers: Sequence[str]) -> str | None:

@@ -13,12 +13,19 @@ _BRACKET_ESCAPE = re.compile(r"%5[bBdD]")
 _ESCAPE_RUN = re.compile(r"(?:%[0-9A-Fa-f]{2})+")
 # A "%" not followed by two hex digits: decodeURIComponent's URIError.
 _BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
-# One bracket segment: "[" then anything but brackets then "]" (qs: /(\[[^[\]]*])/).
-_SEGMENT = re.compile(r"\[[^\[\]]*\]")
+# The brackets of a key, for finding where a bracket group closes.
+_BRACKETS = re.compile(r"[\[\]]")
 # A canonical non-negative decimal (qs: String(parseInt(x)) === x); bounded so int() stays cheap.
 _INDEX = re.compile(r"0|[1-9][0-9]{0,17}")
+# A JavaScript array index ("0" to "4294967294"): qs visits such keys first, in numeric order,
+# because JavaScript enumerates an object's integer keys before its other keys.
+_ARRAY_INDEX = re.compile(r"0|[1-9][0-9]{0,9}")
+_MAX_ARRAY_INDEX = 2**32 - 2
 # The deepest bracket nesting honoured whatever ``depth`` says: keeps the merge's recursion small.
 _MAX_DEPTH = 100
+# How deep an object may already nest for a value to be put beside it in a list (qs's
+# strictMerge); deeper, the value is ignored. Bounds what conflicting keys can add to nesting.
+_MAX_WRAPPED_NESTING = 100
 
 
 def _bracket(match: re.Match[str]) -> str:
@@ -139,24 +146,49 @@ def _group(parts: list[str], cap: int) -> dict[str, str | list[str]]:
     return grouped
 
 
-def _chain(key: str, depth: int) -> list[str]:
-    """qs ``parseKeys``: split ``a[b][c]`` into ``["a", "[b]", "[c]"]``.
+def _close(key: str, open_: int) -> int:
+    """The index of the "]" that closes the "[" at ``open_`` (nested pairs balanced), or -1."""
+    level = 0
+    for match in _BRACKETS.finditer(key, open_):
+        if match.group() == "[":
+            level += 1
+        else:
+            level -= 1
+            if not level:
+                return match.start()
+    return -1
 
-    After ``depth`` bracket segments, the rest of the key (from the next segment on) becomes one
-    last segment, wrapped in brackets so that its cleaned text keeps its own brackets.
+
+def _chain(key: str, depth: int) -> list[str]:
+    """qs ``splitKeyIntoSegments``: split ``a[b][c]`` into ``["a", "[b]", "[c]"]``.
+
+    A group is balanced, so ``a[[b]]`` is ``["a", "[[b]]"]`` (the key ``"[b]"``). Text between
+    or after groups is dropped (``a[b]c`` is ``["a", "[b]"]``). After ``depth`` groups, or at a
+    group that never closes, the rest of the key (from that "[" on) becomes one last segment
+    wrapped in brackets, so that its cleaned text keeps its own brackets: ``a[b`` is
+    ``["a", "[[b]"]`` (the key ``"[b"``), ``[`` is ``["[[]"]`` (the key ``"["``).
     """
-    first = _SEGMENT.search(key) if depth > 0 else None
-    if first is None:
+    first = key.find("[") if depth > 0 else -1
+    if first < 0:
         return [key]
-    chain: list[str] = []
-    start = first.start()
-    if start:
-        chain.append(key[:start])
-    for count, match in enumerate(_SEGMENT.finditer(key, start)):
-        if count == depth:
-            chain.append("[" + key[match.start() :] + "]")
+    chain = [key[:first]] if first else []
+    open_ = first
+    groups = 0
+    while open_ >= 0 and groups < depth:
+        # Most groups hold no "[": then the next "]" closes them, found without a scan.
+        close = key.find("]", open_ + 1)
+        if close < 0:
             break
-        chain.append(match.group())
+        inner = key.find("[", open_ + 1)
+        if 0 <= inner < close:
+            close = _close(key, open_)
+            if close < 0:
+                break
+        chain.append(key[open_ : close + 1])
+        groups += 1
+        open_ = key.find("[", close + 1)
+    if open_ >= 0:
+        chain.append("[" + key[open_:] + "]")
     return chain
 
 
@@ -178,7 +210,7 @@ def _build(chain: list[str], value: str | list[str], array_limit: int) -> Any:
             continue
         if len(root) >= 2 and root[0] == "[" and root[-1] == "]":
             clean = root[1:-1]
-            if _INDEX.fullmatch(clean) and int(clean) <= array_limit:
+            if _INDEX.fullmatch(clean) and int(clean) < array_limit:
                 arr = _Arr()
                 arr.set(int(clean), leaf)
                 leaf = arr
@@ -190,41 +222,35 @@ def _build(chain: list[str], value: str | list[str], array_limit: int) -> Any:
 
 
 def _merge(target: Any, source: Any, cap: int) -> Any:
-    """qs ``utils.merge`` with every list kept to ``cap`` items; returns the merged target.
+    """qs ``utils.merge`` (``strictMerge``, its default since 6.15) with every list kept to
+    ``cap`` items; returns the merged target.
 
     Recursion follows ``source``, whose depth is bounded by the key chain (at most
     ``_MAX_DEPTH + 3`` levels).
     """
-    if not isinstance(source, dict | _Arr):
+    if isinstance(source, str):
+        if not source:
+            # qs returns the target for a falsy source: an empty value adds nothing.
+            return target
         if isinstance(target, _Arr):
             if len(target.items) < cap:
                 target.push(source)
             return target
-        if isinstance(target, dict):
-            # qs: a primitive merged into an object becomes a key set to true. An empty value
-            # adds nothing, and an existing key is never overwritten.
-            if source and source not in target:
-                target[source] = True
-            return target
-        if cap < 2:
-            return target
-        arr = _Arr()
-        arr.push(target)
-        arr.push(source)
-        return arr
+        # A value meeting a value or an object: both, in a list ("a[b]=1&a=2" gives
+        # [{"b": "1"}, "2"]; qs without strictMerge made the value a key set to true).
+        return _pair(target, source, cap)
     if not isinstance(target, dict | _Arr):
         # qs: [target].concat(source), holes kept (and compacted at the end).
+        if isinstance(source, dict):
+            return _pair(target, source, cap)
         if cap < 2:
             return target
         arr = _Arr()
         arr.push(target)
-        if isinstance(source, _Arr):
-            for index, item in source.entries():
-                if len(arr.items) >= cap:
-                    break
-                arr.set(index + 1, item)
-        else:
-            arr.push(source)
+        for index, item in source.entries():
+            if len(arr.items) >= cap:
+                break
+            arr.set(index + 1, item)
         return arr
     if isinstance(target, _Arr):
         if isinstance(source, _Arr):
@@ -248,6 +274,39 @@ def _merge(target: Any, source: Any, cap: int) -> Any:
     return target
 
 
+def _pair(first: Any, second: Any, cap: int) -> Any:
+    """The two-item list ``[first, second]``, or ``first`` alone when lists hold one item.
+
+    Each such list nests ``first`` one level deeper, and keys that differ only in text qs drops
+    (``a[b]x``, ``a[b]y``...) can repeat that at one place; past ``_MAX_WRAPPED_NESTING``
+    levels the value is ignored instead, so the result stays shallow enough for recursive
+    Python code (``copy.deepcopy``, ``json``) whatever the query.
+    """
+    if cap < 2 or _nests_deeper(first, _MAX_WRAPPED_NESTING):
+        return first
+    arr = _Arr()
+    arr.push(first)
+    arr.push(second)
+    return arr
+
+
+def _nests_deeper(node: Any, levels: int) -> bool:
+    """Whether ``node`` holds containers more than ``levels`` levels down (breadth first, so
+    the work stops at that level)."""
+    layer = [node]
+    for _ in range(levels + 1):
+        below: list[Any] = []
+        for item in layer:
+            if isinstance(item, dict):
+                below.extend(v for v in item.values() if isinstance(v, dict | _Arr))
+            elif isinstance(item, _Arr):
+                below.extend(v for v in item.items.values() if isinstance(v, dict | _Arr))
+        if not below:
+            return False
+        layer = below
+    return True
+
+
 def _string_keys(arr: _Arr) -> list[tuple[str, Any]]:
     return [(str(i), v) for i, v in arr.entries()]
 
@@ -267,6 +326,19 @@ def _finalize(result: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
+def _js_key_order(grouped: dict[str, Any]) -> dict[str, Any]:
+    """The keys in JavaScript's enumeration order: array indices ascending, then the rest as
+    inserted. qs merges keys in that order, which decides conflicts such as ``5[]=a&5=b``."""
+    indices = [k for k in grouped if k[:1].isdigit() and _ARRAY_INDEX.fullmatch(k)]
+    indices = [k for k in indices if int(k) <= _MAX_ARRAY_INDEX]
+    if not indices:
+        return grouped
+    indices.sort(key=int)
+    ordered = {k: grouped[k] for k in indices}
+    ordered.update(grouped)
+    return ordered
+
+
 def parse_query(
     qs: str,
     *,
@@ -279,19 +351,32 @@ def parse_query(
     Pairs are separated by "&", "+" is a space and percent-escapes are UTF-8; a key or value
     with a malformed escape or escapes that are not valid UTF-8 is kept as it was, only "+"
     turned into a space (qs: ``caf%E9`` stays ``"caf%E9"``). A pair without "=" has the value
-    ``""``; an empty key is skipped. ``a[b]=1`` gives ``{"a": {"b": "1"}}``; ``a[]=1&a[]=2``, ``a=1&a=2``
-    and ``a[0]=1&a[1]=2`` give lists. Conflicting shapes merge as in qs: a value then an object
-    (``a=1&a[b]=2``) gives ``["1", {"b": "2"}]``; an object then a value (``a[b]=2&a=1``) adds
-    the value as a key set to ``True`` (``{"b": "2", "1": True}``, never overwriting a key); a
-    list then an object turns the list into a dict keyed ``"0"``, ``"1"``...
+    ``""``; an empty key is skipped (``=x`` gives ``{}``). ``a[b]=1`` gives
+    ``{"a": {"b": "1"}}``; ``a[]=1&a[]=2``, ``a=1&a=2`` and ``a[0]=1&a[1]=2`` give lists.
 
-    Bounds (past them the extra is ignored, never an error):
+    Brackets follow qs 6.15: a group is balanced (``a[[b]]=1`` gives ``{"a": {"[b]": "1"}}``);
+    text between or after groups is dropped (``a[b]c=1`` is ``a[b]=1``); a group that never
+    closes keeps the rest of the key as the last key (``a[b=1`` gives ``{"a": {"[b": "1"}}``,
+    ``a[=1`` gives ``{"a": {"[": "1"}}``); a "]" with no "[" is ordinary text.
 
-    * ``depth``: bracket segments after the top-level key; the rest of the key, brackets
+    When one key is both a value and a container, qs's merge decides: a value then a list, or a
+    list then a value, gives one list (``a=1&a[]=2`` and ``a[]=1&a=2`` give ``["1", "2"]``);
+    a value and an object give both in a list, in the order they came (``a[b]=1&a=2`` gives
+    ``[{"b": "1"}, "2"]``, ``a=2&a[b]=1`` gives ``["2", {"b": "1"}]``); an empty value adds
+    nothing to an object or list (``a[b]=1&a=`` gives ``{"b": "1"}``); a list meeting an object
+    becomes a dict keyed ``"0"``, ``"1"``... Keys are merged in JavaScript's order: those that
+    are array indices (``"0"``, ``"12"``) first, ascending, then the others as they came.
+
+    Bounds (past them the extra is ignored, never an error; qs instead throws with options
+    Express does not set, and turns an over-long list into a dict keyed ``"0"``, ``"1"``...):
+
+    * ``depth``: bracket groups after the top-level key; the rest of the key, brackets
       included, becomes the last key's text (``a[b][c]`` with depth 1 is
-      ``{"a": {"b": {"[c]": ...}}}``). Values above 100 count as 100; 0 disables nesting.
+      ``{"a": {"b": {"[c]": ...}}}``). Values above 100 count as 100; 0 (or less) disables
+      nesting, as body-parser's non-extended urlencoded parser does (qs with depth 0:
+      ``a[b]=1`` stays ``{"a[b]": "1"}``).
     * ``parameter_limit``: "&"-separated pieces read (empty pieces count, as in qs).
-    * ``array_limit``: an explicit index ``[n]`` makes a list only when ``n <= array_limit``
+    * ``array_limit``: an explicit index ``[n]`` makes a list only when ``n < array_limit``
       (else a dict with the key ``"n"``); no list ever holds more than ``array_limit`` items
       (at least 1), further items being dropped.
 
@@ -299,19 +384,18 @@ def parse_query(
         qs: the query string, without its leading "?".
         depth: the deepest bracket nesting honoured.
         parameter_limit: how many pairs are read at most.
-        array_limit: the largest list index and the most items a list holds.
+        array_limit: the most items a list holds (list indices run below it).
 
     Returns:
-        A new dict of ``str`` keys whose values are ``str``, ``list``, ``dict`` (or ``True``
-        for a value merged into an object). Never raises for any ``str``; the work and the
-        output are linear in the input.
+        A new dict of ``str`` keys whose values are ``str``, ``list`` or ``dict``. Never raises
+        for any ``str``; the work and the output are linear in the input.
     """
     if not qs or parameter_limit < 1:
         return {}
     if "%" in qs:
         qs = _BRACKET_ESCAPE.sub(_bracket, qs)
     cap = max(array_limit, 1)
-    grouped = _group(_pairs(qs, parameter_limit), cap)
+    grouped = _js_key_order(_group(_pairs(qs, parameter_limit), cap))
     if "[" not in qs:
         # Fast path: no brackets, so every key is its own path and nothing needs merging.
         return dict(grouped)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, overload
 
 from evserve.headers import Headers
 
@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from evserve.reactor import Reactor
     from evserve.response import Response
 
-__all__ = ["Request"]
+__all__ = ["Request", "origin_form"]
 
 _UNSET: Any = object()
 
@@ -25,7 +25,9 @@ class Request:
     """One HTTP request.
 
     Core attributes (always set): ``method``, ``url`` (path and query, relative to the current
-    mount), ``original_url`` (never changes), ``base_url`` (the mount path, ``""`` at the top),
+    mount; origin-form even for an absolute-form request), ``original_url`` (the request-target
+    as received, without a fragment: ``http://host/p?q=1`` for an absolute-form request; never
+    changes), ``base_url`` (the mount path, ``""`` at the top),
     ``http_version`` (``"1.1"``/``"1.0"``), ``headers`` (case-insensitive multi-dict),
     ``raw_body`` (bytes), ``body`` (``None`` until a body parser sets it), ``params`` (dict),
     ``res`` (the paired response), ``app`` (the ``App`` handling it, or ``None``), ``aborted``
@@ -63,14 +65,15 @@ class Request:
         self._conn = conn
         self.method: str = head.method
         target = head.target
-        absolute = target[:1] != "/" and target != "*"
-        if absolute:
-            target = _origin_form(target)
         if "#" in target:
             # A fragment is never part of a request (RFC 9110 section 4.2.5); like Express's
             # parseurl, it is not routed nor parsed into the query.
             target = target.split("#", 1)[0]
-        self.url: str = target
+        absolute = target[:1] != "/" and target != "*"
+        # original_url is the target as received, as Express's req.originalUrl (Node's raw
+        # req.url): an absolute-form target keeps its scheme and authority there. url, which
+        # routing and mounts rewrite, is its origin-form path and query.
+        self.url: str = origin_form(target) if absolute else target
         self.original_url: str = target
         self.base_url: str = ""
         self.http_version: str = head.http_version
@@ -186,39 +189,96 @@ class Request:
             return None
         return is_type(headers.get("content-type"), _flatten(types))
 
-    def accepts(self, *types: str | list[str]) -> str | None:
-        """Return the best of ``types`` for the Accept header, as given, or ``None``."""
-        from evserve.negotiation import accepts
+    @overload
+    def accepts(self) -> list[str]: ...
 
-        return accepts(self.headers.get("accept"), _flatten(types))
+    @overload
+    def accepts(self, first: str | list[str], /, *types: str | list[str]) -> str | None: ...
 
-    def accepts_charsets(self, *charsets: str | list[str]) -> str | None:
+    def accepts(self, *types: str | list[str]) -> str | list[str] | None:
+        """Return the best of ``types`` for the Accept header, as given, or ``None``.
+
+        With no types (or only empty lists), return the acceptable media types in the
+        client's order of preference instead, as Express 5's ``req.accepts()`` (negotiator's
+        ``mediaTypes()``): ``["*/*"]`` without an Accept header, ``[]`` for an empty one.
+        """
+        from evserve.negotiation import accepts, accepts_list
+
+        offers = _flatten(types)
+        header = self.headers.get("accept")
+        if not offers:
+            return accepts_list(header)
+        return accepts(header, offers)
+
+    @overload
+    def accepts_charsets(self) -> list[str]: ...
+
+    @overload
+    def accepts_charsets(
+        self, first: str | list[str], /, *charsets: str | list[str]
+    ) -> str | None: ...
+
+    def accepts_charsets(self, *charsets: str | list[str]) -> str | list[str] | None:
         """Return the best of ``charsets`` for Accept-Charset, as given, or ``None``.
 
         See :func:`evserve.negotiation.accepts_charsets` (npm negotiator's rules, as Express).
+        With no charsets, return the acceptable ones in the client's order of preference
+        (``["*"]`` without the header), as Express 5's ``req.acceptsCharsets()``.
         """
-        from evserve.negotiation import accepts_charsets
+        from evserve.negotiation import accepts_charsets, accepts_charsets_list
 
-        return accepts_charsets(self.headers.get("accept-charset"), _flatten(charsets))
+        offers = _flatten(charsets)
+        header = self.headers.get("accept-charset")
+        if not offers:
+            return accepts_charsets_list(header)
+        return accepts_charsets(header, offers)
 
-    def accepts_encodings(self, *encodings: str | list[str]) -> str | None:
+    @overload
+    def accepts_encodings(self) -> list[str]: ...
+
+    @overload
+    def accepts_encodings(
+        self, first: str | list[str], /, *encodings: str | list[str]
+    ) -> str | None: ...
+
+    def accepts_encodings(self, *encodings: str | list[str]) -> str | list[str] | None:
         """Return the best of ``encodings`` for Accept-Encoding, as given, or ``None``.
 
         See :func:`evserve.negotiation.accepts_encodings`: without the header only
-        ``"identity"`` is acceptable, as in Express.
+        ``"identity"`` is acceptable, as in Express. With no encodings, return the acceptable
+        ones in the client's order of preference (``["identity"]`` without the header), as
+        Express 5's ``req.acceptsEncodings()``.
         """
-        from evserve.negotiation import accepts_encodings
+        from evserve.negotiation import accepts_encodings, accepts_encodings_list
 
-        return accepts_encodings(self.headers.get("accept-encoding"), _flatten(encodings))
+        offers = _flatten(encodings)
+        header = self.headers.get("accept-encoding")
+        if not offers:
+            return accepts_encodings_list(header)
+        return accepts_encodings(header, offers)
 
-    def accepts_languages(self, *languages: str | list[str]) -> str | None:
+    @overload
+    def accepts_languages(self) -> list[str]: ...
+
+    @overload
+    def accepts_languages(
+        self, first: str | list[str], /, *languages: str | list[str]
+    ) -> str | None: ...
+
+    def accepts_languages(self, *languages: str | list[str]) -> str | list[str] | None:
         """Return the best of ``languages`` for Accept-Language, as given, or ``None``.
 
         See :func:`evserve.negotiation.accepts_languages` (npm negotiator's rules, as Express).
+        With no languages, return the acceptable ones in the client's order of preference
+        (``["*"]`` without the header), as Express 5's ``req.acceptsLanguages()``.
         """
-        from evserve.negotiation import accepts_languages
+        from evserve.negotiation import accepts_languages, accepts_languages_list
 
-        return accepts_languages(self.headers.get("accept-language"), _flatten(languages))
+        offers = _flatten(languages)
+        header = self.headers.get("accept-language")
+        if not offers:
+            return accepts_languages_list(header)
+        return accepts_languages(header, offers)
 
     @property
     def xhr(self) -> bool:
@@ -311,7 +371,9 @@ class Request:
 
     @property
     def protocol(self) -> str:
-        """``"https"`` or ``"http"``; X-Forwarded-Proto is honoured from a trusted proxy."""
+        """``"https"`` or ``"http"``, as the connection is; X-Forwarded-Proto is honoured from a
+        trusted proxy. The scheme of an absolute-form target does not count (as in Express):
+        a client can write any scheme there."""
         secure = self._conn.secure if self._conn is not None else False
         proto = "https" if secure else "http"
         if not self._trust()(self.socket_address, 0):
@@ -328,7 +390,10 @@ class Request:
 
     @property
     def host(self) -> str | None:
-        """The Host (with its port); X-Forwarded-Host is honoured from a trusted proxy."""
+        """The Host (with its port); X-Forwarded-Host is honoured from a trusted proxy.
+
+        For an absolute-form request the target's authority replaces the Host header
+        (RFC 9112 section 3.2.2)."""
         value: str | None = None
         if self._trust()(self.socket_address, 0):
             forwarded = self.headers.get("x-forwarded-host")
@@ -387,10 +452,22 @@ class Request:
 _AUTHORITY_END = re.compile(r"[/?#]")
 
 
-def _origin_form(target: str) -> str:
-    """The path and query of an absolute-form target (``http://h/p?q`` -> ``/p?q``)."""
-    if "://" not in target:
-        return target  # authority-form (CONNECT): leave as is
+def origin_form(target: str) -> str:
+    """The origin-form (path and query) of a request target such as ``req.original_url``.
+
+    An absolute-form target loses its scheme and authority (``http://h/p?q`` gives ``/p?q``,
+    ``http://h`` gives ``/``); an origin-form target, ``*`` and an authority-form target
+    (``host:443``) are returned unchanged. Use it for the path of ``req.original_url``:
+    ``origin_form(req.original_url).split("?", 1)[0]``.
+
+    Args:
+        target: a request target, without its fragment.
+
+    Returns:
+        The origin-form target. Never raises.
+    """
+    if target[:1] == "/" or "://" not in target:
+        return target  # origin-form, "*", or authority-form (CONNECT): leave as is
     rest = target.split("://", 1)[1]
     end = _AUTHORITY_END.search(rest)
     if end is None or rest[end.start()] == "#":

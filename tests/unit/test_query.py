@@ -60,7 +60,7 @@ EXTENDED_CASES: list[tuple[str, dict[str, Any]]] = [
     ("[]=&a=b", {"0": "", "a": "b"}),
     ("a[b]c=1", {"a": {"b": "1"}}),
     ('pets=["tobi"]', {"pets": '["tobi"]'}),
-    ("a[b=1", {"a[b": "1"}),
+    ("a[b=1", {"a": {"[b": "1"}}),  # qs 6.15: an unclosed group keeps the rest as the key
     ("a]=1", {"a]": "1"}),
     # depth: 5 bracket segments, the rest stays text of the last key
     (
@@ -97,8 +97,9 @@ EXTENDED_CASES: list[tuple[str, dict[str, Any]]] = [
     ("a[01]=x", {"a": {"01": "x"}}),
     ("a[-1]=x", {"a": {"-1": "x"}}),
     ("0[0]=x", {"0": ["x"]}),
-    # index limit (100): above it, a dict with string keys
-    ("a[100]=a", {"a": ["a"]}),
+    # index limit (100 items, indices 0-99): from 100 on, a dict with string keys
+    ("a[99]=a", {"a": ["a"]}),
+    ("a[100]=a", {"a": {"100": "a"}}),
     ("a[101]=a", {"a": {"101": "a"}}),
     ("a[2]=b&a[99999999]=c", {"a": {"2": "b", "99999999": "c"}}),
     ("a[0]=x&a[200]=y", {"a": {"0": "x", "200": "y"}}),
@@ -112,9 +113,9 @@ EXTENDED_CASES: list[tuple[str, dict[str, Any]]] = [
         "foo[0][a]=a&foo[0][b]=b&foo[1][a]=aa&foo[1][b]=bb",
         {"foo": [{"a": "a", "b": "b"}, {"a": "aa", "b": "bb"}]},
     ),
-    # conflicts between a value and an object (qs's merge)
-    ("a[b]=c&a=d", {"a": {"b": "c", "d": True}}),
-    ("a[b]=c&a=b", {"a": {"b": "c"}}),
+    # conflicts between a value and an object (qs's merge, strictMerge)
+    ("a[b]=c&a=d", {"a": [{"b": "c"}, "d"]}),
+    ("a[b]=c&a=b", {"a": [{"b": "c"}, "b"]}),
     ("a[b]=c&a=", {"a": {"b": "c"}}),
     ("a=1&a[b]=2", {"a": ["1", {"b": "2"}]}),
     # jQuery's $.param output
@@ -166,10 +167,11 @@ def test_parameter_limit_counts_empty_pieces() -> None:
 
 
 def test_array_limit_index() -> None:
-    assert parse_query("a[20]=a", array_limit=20) == {"a": ["a"]}
-    assert parse_query("a[21]=a", array_limit=20) == {"a": {"21": "a"}}
+    assert parse_query("a[19]=a", array_limit=20) == {"a": ["a"]}
+    assert parse_query("a[20]=a", array_limit=20) == {"a": {"20": "a"}}
     assert parse_query("a[1]=c", array_limit=0) == {"a": {"1": "c"}}
-    assert parse_query("a[0]=c", array_limit=0) == {"a": ["c"]}
+    assert parse_query("a[0]=c", array_limit=0) == {"a": {"0": "c"}}
+    assert parse_query("a[0]=c", array_limit=1) == {"a": ["c"]}
 
 
 @pytest.mark.parametrize(
@@ -177,7 +179,7 @@ def test_array_limit_index() -> None:
     [
         "&".join(["a=x"] * 150),
         "&".join(["a[]=x"] * 150),
-        "&".join(f"a[{i}]=x" for i in range(101)),
+        "&".join(f"a[{i}]=x" for i in range(100)) + "&a[]=x",
         "&".join(["a[b][]=x"] * 150),
         "a=x&" + "&".join(["a[]=x"] * 150),
     ],
@@ -278,7 +280,7 @@ def _well_typed(node: Any) -> bool:
         return all(isinstance(k, str) and _well_typed(v) for k, v in node.items())
     if isinstance(node, list):
         return all(_well_typed(v) for v in node)
-    return isinstance(node, str) or node is True
+    return isinstance(node, str)
 
 
 _KEY_PART = st.sampled_from(["a", "b", "0", "1", "2", "150", "", "x y", "%5B", "%5D", "%", "+"])
@@ -295,12 +297,16 @@ BRACKETY = st.builds("&".join, st.lists(_PAIR, max_size=40))
 ANY_QUERY = st.text() | BRACKETY
 
 
-def _check_bounds(result: dict[str, Any], depth: int, parameter_limit: int, limit: int) -> None:
+def _check_bounds(
+    result: dict[str, Any], qs: str, depth: int, parameter_limit: int, limit: int
+) -> None:
     assert _well_typed(result)
     assert _leaves(result) <= parameter_limit
     # Brackets give at most depth + 1 levels under a top-level key; qs's merging of a value with
-    # a list or object (repeats, conflicts) adds at most two more.
-    assert _nesting(result) - 1 <= max(depth, 0) + 3
+    # a list adds at most two more, and a value meeting an object (strictMerge) puts both in a
+    # list, one more level for each such value at most.
+    pairs = min(qs.count("&") + 1, max(parameter_limit, 0))
+    assert _nesting(result) - 1 <= max(depth, 0) + 3 + pairs
     assert _longest_list(result) <= max(limit, 1)
 
 
@@ -308,7 +314,7 @@ def _check_bounds(result: dict[str, Any], depth: int, parameter_limit: int, limi
 def test_parse_query_never_raises_and_is_bounded(qs: str) -> None:
     result = parse_query(qs)
     assert isinstance(result, dict)
-    _check_bounds(result, 5, 1000, 100)
+    _check_bounds(result, qs, 5, 1000, 100)
 
 
 @given(
@@ -319,7 +325,7 @@ def test_parse_query_never_raises_and_is_bounded(qs: str) -> None:
 )
 def test_parse_query_respects_small_limits(qs: str, depth: int, params: int, limit: int) -> None:
     result = parse_query(qs, depth=depth, parameter_limit=params, array_limit=limit)
-    _check_bounds(result, depth, params, limit)
+    _check_bounds(result, qs, depth, params, limit)
 
 
 @given(ANY_QUERY)

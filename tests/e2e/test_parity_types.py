@@ -1,0 +1,54 @@
+"""Content-Types of served files and res.type() over real sockets come from evserve's own table
+(Express 5's values), whatever Python's mimetypes says."""
+
+from __future__ import annotations
+
+import mimetypes
+from pathlib import Path
+
+import pytest
+import requests
+
+from evserve import App, static
+
+# What express.static / res.sendFile send for these (mime-types 3 over mime-db).
+SERVED = {
+    "app.mjs": "text/javascript; charset=utf-8",
+    "app.js": "text/javascript; charset=utf-8",
+    "mod.wasm": "application/wasm",
+    "photo.avif": "image/avif",
+    "favicon.ico": "image/vnd.microsoft.icon",
+    "font.woff2": "font/woff2",
+    "notes.md": "text/markdown; charset=utf-8",
+    "data.csv": "text/csv; charset=utf-8",
+    "feed.xml": "application/xml",
+    "doc.rtf": "application/rtf",
+    "site.webmanifest": "application/manifest+json; charset=utf-8",
+    "archive.7z": "application/x-7z-compressed",
+    "blob.unknownext": "application/octet-stream",
+}
+
+
+@pytest.fixture
+def poisoned(monkeypatch: pytest.MonkeyPatch) -> None:
+    def guess_type(url: object, strict: bool = True) -> tuple[str, None]:
+        return "application/x-poisoned", None
+
+    monkeypatch.setattr(mimetypes, "guess_type", guess_type)
+    monkeypatch.setattr(mimetypes, "types_map", {"." + n.rpartition(".")[2]: "x/poison" for n in SERVED})
+
+
+@pytest.mark.usefixtures("poisoned")
+def test_static_send_file_and_type_use_the_built_in_table(tmp_path: Path) -> None:
+    for name in SERVED:
+        (tmp_path / name).write_bytes(b"x")
+    app = App()
+    app.use("/static", static(str(tmp_path)))
+    app.get("/file/:name", lambda req, res: res.send_file(req.params["name"], root=str(tmp_path)))
+    app.get("/type/:ext", lambda req, res: res.type(req.params["ext"]).send(b"x"))
+    with app.run_in_thread() as server:
+        for name, expected in SERVED.items():
+            assert requests.get(f"{server.url}/static/{name}").headers["Content-Type"] == expected, name
+            assert requests.get(f"{server.url}/file/{name}").headers["Content-Type"] == expected, name
+            ext = name.rpartition(".")[2]
+            assert requests.get(f"{server.url}/type/{ext}").headers["Content-Type"] == expected, ext
