@@ -6,44 +6,61 @@ else ``crud.sqlite3`` in the current directory (``:memory:`` works too).
 
 The resource::
 
-    POST   /data        a JSON object -> 201 {"id": n}, Location: /data/n
-    GET    /data        [{"id": n, "data": {...}}, ...] in id order; ?limit= (100, max 1000), ?offset=
+    POST   /data        a record -> 201 {"id": n}, Location: /data/n
+    GET    /data        one page of [{"id": n, "data": {...}}, ...] in id order:
+                        ?limit= (100, max 1000), ?after=ID (records after that id), ?offset=;
+                        at most 1 MiB; while more follow, Link: </data?after=ID&limit=N>; rel="next"
     GET    /data/:id    {"id": n, "data": {...}}
     PUT    /data/:id    replace -> 200 with the record
     PATCH  /data/:id    merge (RFC 7396 JSON merge patch) -> 200 with the record
     DELETE /data/:id    204
 
-Bodies are ``application/json`` (or any ``+json`` type, such as RFC 7396's
-``application/merge-patch+json``). Every error is JSON: ``{"error": "..."}`` with 400 (malformed
-JSON, not an object, bad id or paging), 404 (no such record or route), 413 (body over the limit),
-415 (unsupported body type), or 500 (the trace is logged; the client sees only the reason phrase).
-A write is committed before its response is sent, so an acknowledged record survives a
-``kill -TERM`` of the server and a restart. SQLite calls on a local file take microseconds, so
-the handlers make them directly on the reactor; put slow work in ``evserve.to_thread``.
+A record is a JSON object with at least one field, at most 64 KiB as JSON, holding only what
+JSON can carry back (no infinite number such as ``1e400``, no lone surrogate such as
+``"\\ud800"``). Bodies are ``application/json`` (or any ``+json`` type, such as RFC 7396's
+``application/merge-patch+json``). Every error is JSON, ``{"error": "..."}``: 400 (malformed
+JSON, not a record, bad id or paging), 403 (a write from another site's page), 404 (no such
+record or path), 405 with ``Allow`` (a method the path does not answer), 413 (too large), 415
+(not JSON), 503 (the database is locked by another program), 500 (the trace is logged; the
+client sees only the reason phrase).
+
+A write is checked completely before it touches the database and runs in one transaction, so
+either it is committed and a 2xx follows, or nothing is written and an error follows; an
+acknowledged record survives a ``kill -TERM`` of the server and a restart. There is no CORS:
+the page is served from the same origin, and a browser sends another site's writes only as
+forms (refused with 415) or with ``Origin``/``Sec-Fetch-Site`` headers saying where they come
+from (refused with 403). SQLite calls on a local file take microseconds, so the handlers make
+them directly on the reactor; put slow work in ``evserve.to_thread``.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
 import sqlite3
 import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from evserve import App, HTTPError, body_parser, cors, logger, static
+from evserve import App, HTTPError, body_parser, logger, static
 from evserve.status import reason_phrase
 
 HERE = Path(__file__).resolve().parent
 STATIC_DIR = HERE / "static"
-BODY_LIMIT = "1mb"  # the JSON body limit; the server's own limit (max_body_size) sits above it
-SERVER_MAX_BODY = 8 * 1024 * 1024
+MAX_RECORD_SIZE = 64 * 1024  # bytes of a record's JSON, as it is sent back
+MAX_PAGE_SIZE = 1024 * 1024  # bytes of a GET /data body (a record always fits in one)
+BODY_LIMIT = MAX_RECORD_SIZE  # the JSON body limit; the server's own limit sits above it...
+SERVER_MAX_BODY = 1024 * 1024  # ...so that a body over it gets this example's JSON 413
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
 MAX_DIGITS = 18  # integers SQLite can hold (64-bit), and well inside int()'s own digit limit
+BUSY_TIMEOUT = 1.0  # seconds a write waits for another program's lock before a 503
 JSON_TYPES = ["application/json", "+json"]  # +json: RFC 7396's application/merge-patch+json too
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 log = logging.getLogger("crud")
 
 
@@ -52,30 +69,63 @@ def default_db() -> str:
     return os.environ.get("CRUD_DB") or "crud.sqlite3"
 
 
-class Store:
-    """JSON records in one SQLite table; every write is committed before it returns.
+def as_sent(value: Any) -> bytes:
+    """``value`` as ``res.json`` writes it: compact UTF-8 JSON.
 
-    The database is opened on first use (or by ``open()``), so importing this module for its
-    ``app`` creates no file until a request needs one.
+    Raises:
+        ValueError: ``value`` holds a NaN or an infinity (``UnicodeEncodeError``, a subclass,
+            for a lone surrogate, which UTF-8 cannot carry).
+    """
+    return json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode("utf-8")
+
+
+def record_text(data: Any) -> str:
+    """The JSON text to store for the record ``data``, once it is known to be a valid record.
+
+    Everything that could fail when the record is sent back is checked here, before any write,
+    so that no error can follow a committed write.
+
+    Raises:
+        HTTPError: 400 when ``data`` is not a non-empty object or holds what JSON cannot carry,
+            413 when its JSON is over ``MAX_RECORD_SIZE`` bytes.
+    """
+    if not isinstance(data, dict):
+        raise HTTPError(400, "a record must be a JSON object")
+    if not data:
+        raise HTTPError(400, "a record needs at least one field")
+    try:
+        size = len(as_sent(data))
+    except UnicodeEncodeError:
+        raise HTTPError(400, "a record's text must be Unicode (it holds a lone surrogate)") from None
+    except ValueError:  # 1e400 parses as an infinity, which JSON cannot write
+        raise HTTPError(400, "a record's numbers must be finite (one is too large for JSON)") from None
+    if size > MAX_RECORD_SIZE:
+        raise HTTPError(413, f"a record may take at most {MAX_RECORD_SIZE} bytes as JSON, not {size}")
+    return json.dumps(data)
+
+
+class Store:
+    """JSON records in one SQLite table.
+
+    Every write checks its record with ``record_text`` first, then runs in one transaction:
+    committed before it returns, or rolled back when anything raises. The database is opened on
+    first use (or by ``open()``), so importing this module for its ``app`` creates no file until
+    a request needs one.
     """
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, busy_timeout: float = BUSY_TIMEOUT) -> None:
         self.path = path
-        self._lock = threading.Lock()  # one connection, used from the reactor thread
+        self.busy_timeout = busy_timeout
+        self._lock = threading.Lock()  # one connection: the reactor thread, and tests beside it
         self._db: sqlite3.Connection | None = None
 
-    @property
-    def db(self) -> sqlite3.Connection:
-        if self._db is None:
-            self.open()
-        assert self._db is not None
-        return self._db
-
-    def open(self) -> None:
-        """Open (and if need be create) the database now; a second call does nothing."""
+    def open(self) -> sqlite3.Connection:
+        """Open (and if need be create) the database now; later calls return the same one."""
         if self._db is not None:
-            return
-        db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+            return self._db
+        # isolation_level=None: no implicit transactions; _write() says where each one begins.
+        db = sqlite3.connect(self.path, timeout=self.busy_timeout, check_same_thread=False,
+                             isolation_level=None)
         try:
             if self.path != ":memory:":
                 db.execute("PRAGMA journal_mode=WAL")
@@ -88,39 +138,95 @@ class Store:
             db.close()
             raise
         self._db = db
+        return db
+
+    @contextlib.contextmanager
+    def _read(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            yield self.open()
+
+    @contextlib.contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One transaction: committed when the block ends, rolled back when it raises."""
+        with self._lock:
+            db = self.open()
+            try:
+                # IMMEDIATE takes the write lock now, so a read-merge-write is not interleaved
+                # with another process's write.
+                db.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc):
+                    raise
+                raise HTTPError(503, "the database is busy", headers={"Retry-After": "1"}) from exc
+            try:
+                yield db
+                db.execute("COMMIT")
+            except BaseException:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                raise
 
     def create(self, data: dict[str, Any]) -> int:
-        with self._lock:
-            cursor = self.db.execute("INSERT INTO records (data) VALUES (?)", (json.dumps(data),))
-            return int(cursor.lastrowid or 0)
+        """Store a new record and return its id."""
+        text = record_text(data)
+        with self._write() as db:
+            cursor = db.execute("INSERT INTO records (data) VALUES (?)", (text,))
+        return int(cursor.lastrowid or 0)
 
-    def list(self, limit: int, offset: int) -> list[dict[str, Any]]:
-        with self._lock:
-            rows = self.db.execute(
-                "SELECT id, data FROM records ORDER BY id LIMIT ? OFFSET ?", (limit, offset)
-            ).fetchall()
-        return [{"id": row[0], "data": json.loads(row[1])} for row in rows]
+    def page(self, after: int, offset: int, limit: int) -> tuple[list[dict[str, Any]], bool]:
+        """Records with ids above ``after`` in id order, skipping ``offset``: at most ``limit``
+        of them and ``MAX_PAGE_SIZE`` bytes as a JSON list (but always one, if any is left).
+        Also returns whether more records follow."""
+        records: list[dict[str, Any]] = []
+        size = len(b"[]")
+        with self._read() as db, contextlib.closing(db.execute(
+            "SELECT id, data FROM records WHERE id > ? ORDER BY id LIMIT ? OFFSET ?",
+            (after, limit + 1, offset),
+        )) as rows:
+            for rid, text in rows:  # rows are read one at a time: a page stops reading early
+                if len(records) == limit:
+                    return records, True
+                record = {"id": rid, "data": json.loads(text)}
+                size += len(as_sent(record)) + (1 if records else 0)  # the comma
+                if records and size > MAX_PAGE_SIZE:
+                    return records, True
+                records.append(record)
+        return records, False
 
     def get(self, record_id: int) -> dict[str, Any] | None:
-        with self._lock:
-            row = self.db.execute("SELECT data FROM records WHERE id = ?", (record_id,)).fetchone()
+        """The record's data, or None."""
+        with self._read() as db:
+            row = db.execute("SELECT data FROM records WHERE id = ?", (record_id,)).fetchone()
         return None if row is None else json.loads(row[0])
 
     def replace(self, record_id: int, data: dict[str, Any]) -> bool:
-        with self._lock:
-            cursor = self.db.execute(
-                "UPDATE records SET data = ? WHERE id = ?", (json.dumps(data), record_id)
-            )
-            return cursor.rowcount > 0
+        """Replace a record; False when there is none with that id (nothing is created)."""
+        text = record_text(data)
+        with self._write() as db:
+            return db.execute("UPDATE records SET data = ? WHERE id = ?", (text, record_id)).rowcount > 0
+
+    def update(self, record_id: int, patch: dict[str, Any]) -> dict[str, Any] | None:
+        """Merge ``patch`` into a record (RFC 7396) and return the result; None when there is
+        no record with that id."""
+        with self._write() as db:
+            row = db.execute("SELECT data FROM records WHERE id = ?", (record_id,)).fetchone()
+            if row is None:
+                return None
+            merged: dict[str, Any] = merge_patch(json.loads(row[0]), patch)
+            db.execute("UPDATE records SET data = ? WHERE id = ?", (record_text(merged), record_id))
+        return merged
 
     def delete(self, record_id: int) -> bool:
-        with self._lock:
-            return self.db.execute("DELETE FROM records WHERE id = ?", (record_id,)).rowcount > 0
+        """Delete a record; False when there is none with that id."""
+        with self._write() as db:
+            return db.execute("DELETE FROM records WHERE id = ?", (record_id,)).rowcount > 0
 
     def close(self) -> None:
-        if self._db is not None:
-            self._db.close()
-            self._db = None
+        """Close the database (it opens again on next use)."""
+        with self._lock:
+            if self._db is not None:
+                self._db.close()
+                self._db = None
 
 
 def merge_patch(target: Any, patch: Any) -> Any:
@@ -145,7 +251,11 @@ def record_id(req: Any) -> int:
 
 
 def json_object(req: Any) -> dict[str, Any]:
-    """The request body as a JSON object, or a 400."""
+    """The request body as a JSON object: 415 unless it was sent as JSON, 400 unless an object.
+
+    Requiring a JSON Content-Type also keeps out other sites' forms: an HTML form can only send
+    urlencoded, multipart or plain text bodies.
+    """
     if not req.is_type(JSON_TYPES):
         raise HTTPError(415, "send the record as application/json")
     if not isinstance(req.body, dict):
@@ -168,6 +278,49 @@ def query_int(req: Any, name: str, default: int, maximum: int | None = None) -> 
     return min(value, maximum) if maximum is not None else value
 
 
+def same_origin_writes(req: Any, res: Any, next: Callable[..., None]) -> None:
+    """Refuse (403) a write that another site's page makes the browser send (CSRF).
+
+    Browsers say where a request comes from: ``Sec-Fetch-Site`` (every current browser), else
+    ``Origin``. A request with neither comes from a program such as curl, which a page cannot
+    drive. (Go's ``http.CrossOriginProtection`` decides the same way.)
+    """
+    if req.method not in SAFE_METHODS:
+        site = req.get("sec-fetch-site")
+        if site is not None:
+            allowed = site in ("same-origin", "none")  # "none": the user's own action
+        else:
+            origin = req.get("origin")
+            allowed = origin is None or origin.partition("://")[2].lower() == (req.host or "").lower()
+        if not allowed:
+            raise HTTPError(403, "writes are accepted only from this server's own pages")
+    next()
+
+
+def allow(*methods: str) -> Callable[[Any, Any], None]:
+    """The last handler of a route: a method it does not answer gets 405 with ``Allow``
+    (RFC 9110 section 15.5.6), and OPTIONS gets 204 with ``Allow``."""
+    allowed = ", ".join(methods)
+
+    def other_method(req: Any, res: Any) -> None:
+        if req.method == "OPTIONS":
+            res.set("Allow", allowed).status(204).end()
+            return
+        raise HTTPError(405, f"{req.method} is not allowed here; use {allowed}", headers={"Allow": allowed})
+
+    return other_method
+
+
+def security_headers(req: Any, res: Any, next: Callable[..., None]) -> None:
+    """No other site may frame the page (and trick a click on Delete), and no response is
+    taken for another type than it says (such as /echo's text for HTML)."""
+    res.set({
+        "Content-Security-Policy": "default-src 'self'; frame-ancestors 'none'",
+        "X-Content-Type-Options": "nosniff",
+    })
+    next()
+
+
 def create_app(db_path: str | None = None) -> App:
     """Build the example application on the database at ``db_path`` (default: ``default_db()``)."""
     store = Store(db_path or default_db())
@@ -175,20 +328,22 @@ def create_app(db_path: str | None = None) -> App:
     app.locals["store"] = store
 
     app.use(logger("dev"))
-    app.use(cors())
-    app.use("/static", static(str(STATIC_DIR)))
+    app.use(security_headers)
+    # fallthrough=False: /static is all files, so a missing one is a 404 and a POST a 405 here.
+    app.use("/static", static(str(STATIC_DIR), fallthrough=False))
 
-    @app.get("/")
     def index(req, res):
         res.send_file(str(STATIC_DIR / "index.html"))
 
-    @app.get("/echo")
     def echo(req, res):
         res.type("text").send(f"Echo: {req.query.get('message', '')}")
 
-    @app.get("/user/:id")
     def user(req, res):
         res.json({"user_id": req.params["id"]})
+
+    app.route("/").get(index).all(allow("GET", "HEAD"))
+    app.route("/echo").get(echo).all(allow("GET", "HEAD"))
+    app.route("/user/:id").get(user).all(allow("GET", "HEAD"))
 
     def create(req, res):
         new_id = store.create(json_object(req))
@@ -196,8 +351,13 @@ def create_app(db_path: str | None = None) -> App:
 
     def list_records(req, res):
         limit = query_int(req, "limit", DEFAULT_LIMIT, MAX_LIMIT)
+        after = query_int(req, "after", 0)
         offset = query_int(req, "offset", 0)
-        res.json(store.list(limit, offset))
+        records, more = store.page(after, offset, limit)
+        if more and records:
+            path = req.original_url.partition("?")[0]
+            res.links({"next": f"{path}?after={records[-1]['id']}&limit={limit}"})
+        res.json(records)
 
     def show(req, res):
         rid = record_id(req)
@@ -215,12 +375,9 @@ def create_app(db_path: str | None = None) -> App:
 
     def update(req, res):
         rid = record_id(req)
-        patch = json_object(req)
-        found = store.get(rid)
-        if found is None:
+        merged = store.update(rid, json_object(req))
+        if merged is None:
             raise HTTPError(404, f"no record {rid}")
-        merged = merge_patch(found, patch)
-        store.replace(rid, merged)
         res.json({"id": rid, "data": merged})
 
     def remove(req, res):
@@ -230,8 +387,10 @@ def create_app(db_path: str | None = None) -> App:
         res.status(204).end()
 
     json_body = body_parser.json(limit=BODY_LIMIT, type=JSON_TYPES)
-    app.route("/data").all(json_body).post(create).get(list_records)
-    app.route("/data/:id").all(json_body).get(show).put(replace).patch(update).delete(remove)
+    app.use("/data", same_origin_writes)
+    app.route("/data").get(list_records).post(json_body, create).all(allow("GET", "HEAD", "POST"))
+    (app.route("/data/:id").get(show).put(json_body, replace).patch(json_body, update).delete(remove)
+        .all(allow("GET", "HEAD", "PUT", "PATCH", "DELETE")))
 
     def not_found(req, res, next):
         raise HTTPError(404, f"Cannot {req.method} {req.path}")
@@ -249,6 +408,9 @@ def create_app(db_path: str | None = None) -> App:
             message = reason_phrase(status)
         else:
             message = getattr(err, "message", None) or str(err)
+        headers = getattr(err, "headers", None)
+        if headers:  # Allow on a 405, Retry-After on a 503
+            res.set(headers)
         res.status(status).json({"error": message})
 
     app.use(not_found)

@@ -1,5 +1,7 @@
 // The records page: lists, creates, edits and deletes records through the JSON API.
-// No framework and no build step; errors from the server are shown as they come.
+// No framework and no build step. User content only ever goes in through textContent, and each
+// string of a record sits in its own <bdi>, so right-to-left text or a stray direction override
+// in one string cannot reorder the rest of the line.
 "use strict";
 
 const input = document.getElementById("json-input");
@@ -13,9 +15,24 @@ const tbody = document.getElementById("records");
 const empty = document.getElementById("empty");
 let editingId = null;
 let draft = ""; // the new record being typed, kept aside while another one is edited
+let listing = 0; // the latest refresh(); an older one that finishes later is dropped
 
-function showError(message) {
-  errorBox.textContent = message;
+class ApiError extends Error {
+  constructor(status, message) {
+    super(message);
+    this.status = status;
+  }
+}
+
+// An error from the server is "status: message", the message isolated (it may quote our input).
+function showError(err) {
+  if (err instanceof ApiError) {
+    const message = document.createElement("bdi");
+    message.textContent = err.message;
+    errorBox.replaceChildren(`${err.status}: `, message);
+  } else {
+    errorBox.textContent = err.message;
+  }
   errorBox.hidden = false;
   statusBox.textContent = "";
 }
@@ -31,7 +48,7 @@ function clearMessages() {
   statusBox.textContent = "";
 }
 
-// Send the textarea's text as it is: the server validates it and says what is wrong.
+// Sends the textarea's text as it is: the server validates it and says what is wrong.
 async function api(method, url, body) {
   const options = { method, headers: { Accept: "application/json" } };
   if (body !== undefined) {
@@ -39,12 +56,56 @@ async function api(method, url, body) {
     options.body = body;
   }
   const response = await fetch(url, options);
-  if (response.status === 204) return null;
-  const payload = await response.json().catch(() => ({ error: response.statusText }));
+  const payload = response.status === 204 ? null : await response.json().catch(() => null);
   if (!response.ok) {
-    throw new Error(`${response.status}: ${payload.error || response.statusText}`);
+    throw new ApiError(response.status, (payload && payload.error) || response.statusText);
   }
-  return payload;
+  return { payload, response };
+}
+
+// The URL of the next page, from the Link header the server sends while more records follow.
+function nextPage(response) {
+  const found = /<([^>]*)>\s*;\s*rel="next"/.exec(response.headers.get("Link") || "");
+  return found ? new URL(found[1], response.url).href : null;
+}
+
+// The message for an empty record, or null: the server refuses one too, this just says it sooner.
+function emptyRecordMessage(text) {
+  let value;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    return text.trim() === "" ? "Type a record: a JSON object such as {\"name\": \"Ada\"}." : null;
+  }
+  const isObject = value !== null && typeof value === "object" && !Array.isArray(value);
+  return isObject && Object.keys(value).length === 0 ? "A record needs at least one field." : null;
+}
+
+// JSON as text (the same text as JSON.stringify), each string in a <bdi> of its own.
+function renderJson(value, into) {
+  if (typeof value === "string") {
+    const text = document.createElement("bdi");
+    text.textContent = JSON.stringify(value);
+    into.append(text);
+  } else if (Array.isArray(value)) {
+    into.append("[");
+    value.forEach((item, i) => {
+      if (i > 0) into.append(",");
+      renderJson(item, into);
+    });
+    into.append("]");
+  } else if (value !== null && typeof value === "object") {
+    into.append("{");
+    Object.entries(value).forEach(([key, item], i) => {
+      if (i > 0) into.append(",");
+      renderJson(key, into);
+      into.append(":");
+      renderJson(item, into);
+    });
+    into.append("}");
+  } else {
+    into.append(JSON.stringify(value));
+  }
 }
 
 function renderRow(record) {
@@ -54,7 +115,7 @@ function renderRow(record) {
   idCell.textContent = record.id;
   const dataCell = document.createElement("td");
   dataCell.className = "data";
-  dataCell.textContent = JSON.stringify(record.data);
+  renderJson(record.data, dataCell);
   const actions = document.createElement("td");
   actions.className = "actions";
   const edit = document.createElement("button");
@@ -72,24 +133,46 @@ function renderRow(record) {
   return row;
 }
 
+// Lists every record, page after page, and shows them together once all have come.
 async function refresh() {
+  const turn = ++listing;
   try {
-    const records = await api("GET", "/data?limit=1000");
-    tbody.replaceChildren(...records.map(renderRow));
-    empty.hidden = records.length > 0;
+    const rows = [];
+    let url = "/data";
+    while (url !== null) {
+      const { payload, response } = await api("GET", url);
+      rows.push(...payload.map(renderRow));
+      url = nextPage(response);
+    }
+    if (turn !== listing) return;
+    tbody.replaceChildren(...rows);
+    empty.hidden = rows.length > 0;
   } catch (err) {
-    showError(err.message);
+    if (turn === listing) showError(err);
   }
 }
 
-async function createRecord() {
+// A write that fails may still tell us the list has changed (a 404: someone deleted the
+// record): show the error, then the list as the server has it.
+async function write(action) {
   try {
-    const created = await api("POST", "/data", input.value);
-    showStatus(`Created record ${created.id}.`);
-    await refresh();
+    await action();
   } catch (err) {
-    showError(err.message);
+    showError(err);
   }
+  await refresh();
+}
+
+function createRecord() {
+  const problem = emptyRecordMessage(input.value);
+  if (problem) {
+    showError(new Error(problem));
+    return;
+  }
+  return write(async () => {
+    const { payload } = await api("POST", "/data", input.value);
+    showStatus(`Created record ${payload.id}.`);
+  });
 }
 
 function startEdit(record) {
@@ -113,26 +196,26 @@ function stopEdit() {
   cancelBtn.hidden = true;
 }
 
-async function saveRecord() {
-  try {
-    const saved = await api("PUT", `/data/${editingId}`, input.value);
-    showStatus(`Saved record ${saved.id}.`);
-    stopEdit();
-    await refresh();
-  } catch (err) {
-    showError(err.message);
+function saveRecord() {
+  const problem = emptyRecordMessage(input.value);
+  if (problem) {
+    showError(new Error(problem));
+    return;
   }
+  return write(async () => {
+    const { payload } = await api("PUT", `/data/${editingId}`, input.value);
+    showStatus(`Saved record ${payload.id}.`);
+    stopEdit();
+  });
 }
 
-async function deleteRecord(id) {
-  try {
+function deleteRecord(id) {
+  if (!window.confirm(`Delete record ${id}?`)) return;
+  return write(async () => {
     await api("DELETE", `/data/${id}`);
     showStatus(`Deleted record ${id}.`);
     if (editingId === id) stopEdit();
-    await refresh();
-  } catch (err) {
-    showError(err.message);
-  }
+  });
 }
 
 createBtn.addEventListener("click", createRecord);
