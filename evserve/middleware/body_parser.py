@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 from evserve.errors import HTTPError
 from evserve.jsontext import MAX_DEPTH, JSONTextDecoder, nesting_exceeds
 from evserve.negotiation import is_type, parse_content_type
-from evserve.query import parse_query, parse_simple
+from evserve.query import parse_query
 from evserve.router import announces_body
 
 if TYPE_CHECKING:
@@ -386,7 +386,8 @@ def urlencoded(
         limit: the largest (inflated) body accepted; bigger gives 413.
         type: the Content-Types to parse (see :func:`json`).
         extended: nest ``a[b]=1`` and build lists with the query parser
-            (``evserve.query.parse_query``); False uses the flat ``parse_simple``.
+            (``evserve.query.parse_query``); False keeps bracketed keys whole (depth 0), as
+            body-parser 2 does.
         parameter_limit: pairs read at most; the rest is ignored (SPEC section 8: the query
             bounds are never an error; Express answers 413 instead).
         depth: the deepest bracket nesting honoured (extended only).
@@ -397,12 +398,12 @@ def urlencoded(
     """
     max_size = parse_limit(limit)
     matches = _type_matcher(type)
-    if extended:
-        def parse(qs: str) -> dict[str, Any]:
-            return parse_query(qs, depth=depth, parameter_limit=parameter_limit)
-    else:
-        def parse(qs: str) -> dict[str, Any]:
-            return parse_simple(qs, parameter_limit=parameter_limit)
+    # body-parser 2 parses both with qs, the flat form at depth 0 ("a[b]" stays one key, "=x"
+    # is skipped); Express 5's "simple" query parser is another thing (Node's querystring).
+    keep = depth if extended else 0
+
+    def parse(qs: str) -> dict[str, Any]:
+        return parse_query(qs, depth=keep, parameter_limit=parameter_limit)
 
     def urlencoded_parser(req: Request, res: Response, next_: Next) -> None:
         if req.body is not None or not _has_body(req) or not matches(req):
