@@ -337,9 +337,12 @@ class FuzzApp:
             self.pending.append(d)
         elif mode == "stream":
             self.write_piece(d)
-            self.pending.append(d)
+            if not res.finished:  # a HEAD (or 204/304) stream ends at its head
+                self.pending.append(d)
         elif mode in ("pump", "pumpfail"):
             res.stream(self.pieces(d, fail=mode == "pumpfail"))
+            if res.finished and not d.body:
+                d.answered = True  # HEAD: the head was the whole response, nothing was pulled
         elif mode == "raise":
             d.status = 500
             d.answered = True
@@ -373,6 +376,9 @@ class FuzzApp:
         piece = b"<%d>" % len(d.body) + b"s" * d.size
         d.body += piece
         if not d.res.write(piece):
+            if d.res.finished:
+                d.answered = True  # no body allowed (HEAD) or the client is gone: no drain comes
+                return
             d.blocked = True
 
             def unblock() -> None:
