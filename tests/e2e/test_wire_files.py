@@ -44,7 +44,7 @@ def content(size: int, seed: bytes) -> bytes:
 
 
 BIG = content(3 * HIGH_WATER + 123, b"big")  # a file segment above the high-water mark
-SMALL = content(HIGH_WATER // 2 + 7, b"small")  # one below it
+SMALL = content(HIGH_WATER - 200, b"small")  # one below it (500 of them outgrow any socket buffer)
 
 
 @pytest.fixture(scope="module")

@@ -80,7 +80,7 @@ def test_a_reset_after_more_pipelined_bytes_than_are_read_ahead(serve: Any, hold
     try:
         client.send(b"GET /hold HTTP/1.1\r\nHost: test\r\n\r\n")
         wait_until(lambda: len(holder.requests) == 1)
-        client.send(filler * ((PAUSED_READ_SIZE + RECV_SIZE) // len(filler) + 64))
+        client.send(filler * ((PAUSED_READ_SIZE + 16384) // len(filler)))
         conn = wait_until(lambda: held_connection(server))
         wait_until(lambda: not on_reactor(server, lambda: conn.transport.is_reading),
                    message="the socket is still watched past the read-ahead bound")
