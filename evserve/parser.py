@@ -42,8 +42,9 @@ DEFAULT_MAX_HEADER_SIZE = 16384
 DEFAULT_MAX_HEADERS = 100
 DEFAULT_MAX_BODY_SIZE = 1048576
 MAX_CHUNK_LINE = 4096  # a chunk-size line with its extensions; longer is abuse
-# Chunk extensions carry nothing evserve uses, so their bytes are bounded per body too, as Node
-# bounds them (16 KiB a message since its 2024 chunk-extension fix): past it, 400.
+# Chunk extensions carry nothing evserve uses, so their bytes are bounded per body too (past it,
+# 400, as for other bad framing). Node bounds them to 16 KiB a chunk since its 2024 fix for
+# chunk-extension floods; with at most MAX_CHUNK_LINE a chunk, this bound is the tighter one.
 MAX_CHUNK_EXTENSIONS = 16384
 # The framing a chunked body may cost beyond its data, as Go's net/http counts it: each chunk
 # may spend 16 bytes plus twice its data on its size line and CRLFs; what it spends beyond that
@@ -92,7 +93,8 @@ class RequestHead:
 
 @dataclass(slots=True)
 class BodyChunk:
-    """A piece of the request body (chunked framing already removed)."""
+    """A piece of the request body (chunked framing already removed): the body bytes at hand,
+    those of every chunk in the buffer together, never one event per chunk."""
 
     data: bytes
 
