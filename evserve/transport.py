@@ -245,8 +245,8 @@ class SocketTransport:
     def _read_segment(self, file: Any, offset: int, count: int) -> bytes | None:
         """Read ``count`` bytes of ``file`` from ``offset`` and close it; None (and the
         connection aborted) if that fails: the response promised bytes it cannot have."""
+        data: bytes | None = None
         try:
-            data = b""
             fd = _fileno(file) if _HAS_PREAD else -1
             if fd >= 0:
                 data = os.pread(fd, count, offset)
@@ -260,14 +260,14 @@ class SocketTransport:
                 data = bytes(file.read(count))
         except (OSError, ValueError) as exc:
             log.warning("reading a file to send failed: %s", exc)
-            data = b""
         finally:
             try:
                 file.close()
             except OSError:
                 pass
-        if len(data) != count:
-            log.warning("file ended %d bytes early while sending", count - len(data))
+        if data is None or len(data) != count:
+            if data is not None:
+                log.warning("file ended %d bytes early while sending", count - len(data))
             self.abort()
             return None
         return data
