@@ -191,7 +191,7 @@ class Connection:
         self.state = _READING_HEADERS  # the first request is due within header_timeout
         self.deadline = clock() + config.header_timeout
         self._head: RequestHead | None = None
-        self._body: list[bytes] = []
+        self._body: list[bytes | bytearray] = []
         self._res: Response | None = None
         self._keep_alive = True
         self._linger = True
@@ -315,7 +315,17 @@ class Connection:
                         if head.expect_continue:
                             self.transport.write(_CONTINUE)
                 elif kind is BodyChunk:
-                    self._body.append(event.data)  # type: ignore[union-attr]
+                    # The body so far is one object: its first piece (kept without a copy, the
+                    # common small body), then a bytearray the next pieces are appended to, so
+                    # memory follows the body's bytes however finely the client split them.
+                    body = self._body
+                    if not body:
+                        body.append(event.data)  # type: ignore[union-attr]
+                    else:
+                        whole = body[0]
+                        if not isinstance(whole, bytearray):
+                            whole = body[0] = bytearray(whole)
+                        whole += event.data  # type: ignore[union-attr]
                 elif kind is EndOfMessage:
                     self._dispatch()
         finally:
@@ -329,7 +339,7 @@ class Connection:
         if head is None:  # pragma: no cover - the parser always gives a head first
             raise RuntimeError("end of message without a head")
         body = self._body
-        raw_body = body[0] if len(body) == 1 else b"".join(body)
+        raw_body = bytes(body[0]) if body else b""  # (bytes() of bytes is that same object)
         self._body = []
         self._move(_HANDLED)
         self.deadline = self._handler_deadline()

@@ -42,6 +42,16 @@ DEFAULT_MAX_HEADER_SIZE = 16384
 DEFAULT_MAX_HEADERS = 100
 DEFAULT_MAX_BODY_SIZE = 1048576
 MAX_CHUNK_LINE = 4096  # a chunk-size line with its extensions; longer is abuse
+# Chunk extensions carry nothing evserve uses, so their bytes are bounded per body too (past it,
+# 400, as for other bad framing). Node bounds them to 16 KiB a chunk since its 2024 fix for
+# chunk-extension floods; with at most MAX_CHUNK_LINE a chunk, this bound is the tighter one.
+MAX_CHUNK_EXTENSIONS = 16384
+# The framing a chunked body may cost beyond its data, as Go's net/http counts it: each chunk
+# may spend 16 bytes plus twice its data on its size line and CRLFs; what it spends beyond that
+# adds up, and past this many bytes the body is refused (400). So a client cannot make the
+# server read and scan an unbounded number of bytes per body byte (tiny chunks with long size
+# lines, a size with thousands of leading zeros).
+MAX_CHUNK_OVERHEAD = 16384
 _CACHED_HEAD_SIZE = 1024  # heads up to this size are remembered for an identical next request
 _SHARED_HEADS_MAX = 256
 # Heads seen by any parser in this process, by their exact bytes: a new connection from a client
@@ -83,7 +93,8 @@ class RequestHead:
 
 @dataclass(slots=True)
 class BodyChunk:
-    """A piece of the request body (chunked framing already removed)."""
+    """A piece of the request body (chunked framing already removed): the body bytes at hand,
+    those of every chunk in the buffer together, never one event per chunk."""
 
     data: bytes
 
@@ -113,6 +124,7 @@ _CHUNK_LINE = re.compile(
     rb"([0-9A-Fa-f]+)(?:[ \t]*;[ \t]*" + _TOKEN.encode()
     + rb"(?:[ \t]*=[ \t]*(?:" + _TOKEN.encode() + rb"|" + _QUOTED.encode() + rb"))?)*"
 )
+_PLAIN_CHUNK_LINE = re.compile(rb"([0-9A-Fa-f]{1,15})\r\n")  # the usual chunk-size line
 # A CR not followed by LF, or an LF not preceded by CR: SPEC section 7 answers both with 400.
 _BARE_CR_OR_LF = re.compile(rb"\r(?!\n)|(?<!\r)\n")
 _KNOWN_CODINGS = frozenset({"chunked", "gzip", "x-gzip", "deflate", "compress", "x-compress"})
@@ -145,8 +157,10 @@ class RequestParser:
         "_chunked",
         "_eof",
         "_error",
+        "_extensions",
         "_keep_alive",
         "_last_head",
+        "_overhead",
         "_pos",
         "_received",
         "_remaining",
@@ -177,6 +191,8 @@ class RequestParser:
         self._state = _HEAD
         self._remaining = 0  # bytes left in the current Content-Length body or chunk
         self._received = 0  # body bytes so far in a chunked body
+        self._extensions = 0  # chunk-extension bytes so far in a chunked body
+        self._overhead = 0  # framing bytes of a chunked body beyond its allowance (see above)
         self._keep_alive = True
         self._chunked = False
         self._eof = False
@@ -244,12 +260,10 @@ class RequestParser:
             if state == _END:
                 self._state = _HEAD if self._keep_alive else _DONE
                 return EndOfMessage()
-            if state == _BODY or state == _CHUNK_DATA:
+            if state == _BODY:
                 return self._parse_data()
-            if state == _CHUNK_SIZE:
-                return self._parse_chunk_size()
-            if state == _CHUNK_END:
-                return self._parse_chunk_end()
+            if state == _CHUNK_SIZE or state == _CHUNK_DATA or state == _CHUNK_END:
+                return self._parse_chunked()
             if state == _TRAILERS:
                 return self._parse_trailers()
             return None
@@ -420,7 +434,7 @@ class RequestParser:
         self._keep_alive = head.keep_alive
         if head.chunked:
             self._chunked = True
-            self._received = 0
+            self._received = self._extensions = self._overhead = 0
             self._state = _CHUNK_SIZE
         elif head.content_length:
             self._chunked = False
@@ -517,6 +531,7 @@ class RequestParser:
     # -- body -----------------------------------------------------------------------------
 
     def _parse_data(self) -> BodyChunk | None:
+        """The bytes of a Content-Length body received so far, as one event."""
         buf = self._buf
         pos = self._pos
         available = len(buf) - pos
@@ -532,10 +547,86 @@ class RequestParser:
         self._pos = pos + take
         self._remaining -= take
         if self._remaining == 0:
-            self._state = _CHUNK_END if self._state == _CHUNK_DATA else _END
+            self._state = _END
         return BodyChunk(data)
 
-    def _parse_chunk_size(self) -> Event | None:
+    def _parse_chunked(self) -> Event | None:
+        """Decode the chunks at hand; the data of all of them comes out as one ``BodyChunk``.
+
+        One event for every chunk in the buffer, whatever their sizes: a body sent in one-byte
+        chunks costs an event per receive, not one per byte, so what a body holds downstream
+        follows its data, not its chunking. An error found after some data was decoded is held
+        back (raised by the next call): that data comes out first, as it would have had the
+        input been split just before the error.
+        """
+        buf = self._buf
+        size = len(buf)
+        pos = self._pos
+        data: bytes | bytearray | None = None
+        try:
+            while True:
+                state = self._state
+                if state == _CHUNK_SIZE:
+                    # The common line (hex digits, no extension) in one match; anything else,
+                    # and an incomplete line, takes the general path.
+                    match = _PLAIN_CHUNK_LINE.match(buf, pos)
+                    if match is None:
+                        self._pos = pos
+                        if not self._parse_chunk_line():
+                            break
+                        pos = self._pos
+                        continue
+                    pos = self._pos = match.end()
+                    self._start_chunk(int(match.group(1), 16), pos - match.start(), 0)
+                    continue
+                if state == _CHUNK_DATA:
+                    available = size - pos
+                    if available <= 0:
+                        if self._eof:
+                            raise ParseError(400, "connection closed before the body was complete")
+                        break
+                    remaining = self._remaining
+                    take = remaining if remaining < available else available
+                    if data is None:
+                        if pos == 0 and take == size and isinstance(buf, bytes):
+                            data = buf
+                        else:
+                            data = buf[pos : pos + take]
+                    else:
+                        if type(data) is not bytearray:
+                            data = bytearray(data)
+                        data += buf[pos : pos + take]
+                    pos = self._pos = pos + take
+                    remaining -= take
+                    self._remaining = remaining
+                    if remaining:
+                        break
+                    self._state = _CHUNK_END
+                elif state == _CHUNK_END:
+                    # RFC 9112 section 7.1: chunk-data is followed by CRLF.
+                    if buf.startswith(b"\r\n", pos):
+                        pos = self._pos = pos + 2
+                        self._state = _CHUNK_SIZE
+                        continue
+                    if size - pos >= 2 or buf[pos : pos + 1] not in (b"", b"\r"):
+                        raise ParseError(400, "chunk data not followed by CRLF")
+                    if self._eof:
+                        raise ParseError(400, "connection closed in the middle of a chunked body")
+                    break
+                elif data is None:  # _TRAILERS: the last chunk came first in the buffer
+                    return self._parse_trailers()
+                else:
+                    break  # the trailers come with the next call, after this data
+        except ParseError as exc:
+            if data is None:
+                raise
+            self._error = exc
+        if data is None:
+            return None
+        return BodyChunk(data if type(data) is bytes else bytes(data))
+
+    def _parse_chunk_line(self) -> bool:
+        """Read one chunk-size line (RFC 9112 section 7.1); False when it is not all here yet."""
         buf = self._buf
         pos = self._pos
         line_end = buf.find(b"\r\n", pos, pos + MAX_CHUNK_LINE + 2)
@@ -547,7 +638,7 @@ class RequestParser:
                 raise ParseError(400, "chunk-size line too long")
             if self._eof:
                 raise ParseError(400, "connection closed in the middle of a chunked body")
-            return None
+            return False
         match = _CHUNK_LINE.fullmatch(buf, pos, line_end)
         if match is None:
             raise ParseError(400, "malformed chunk-size line")
@@ -556,33 +647,34 @@ class RequestParser:
             digits = digits.lstrip(b"0") or b"0"
             if len(digits) > 15:
                 raise ParseError(413, "request body too large")
-        size = int(digits, 16)
         self._pos = line_end + 2
+        self._start_chunk(int(digits, 16), line_end + 2 - pos, line_end - match.end(1))
+        return True
+
+    def _start_chunk(self, size: int, line: int, extensions: int) -> None:
+        """Account for a chunk-size line just read (``line`` bytes with its CRLF, of which
+        ``extensions`` after the size) announcing ``size`` bytes; the bounds are checked here."""
+        if extensions:
+            self._extensions += extensions
+            if self._extensions > MAX_CHUNK_EXTENSIONS:
+                raise ParseError(400, "too many bytes of chunk extensions")
+        # The line and the CRLF after the data, beyond the allowance (Go's rule, see above).
+        overhead = self._overhead + line + 2 - 16 - 2 * size
+        if overhead > 0:
+            if overhead > MAX_CHUNK_OVERHEAD:
+                raise ParseError(400, "too much chunked framing for the data it carries")
+            self._overhead = overhead
+        else:
+            self._overhead = 0
         if size == 0:
             self._state = _TRAILERS
             self._scan = self._pos
-            return self._parse_trailers()
+            return
         self._received += size
         if self._received > self.max_body_size:
             raise ParseError(413, "request body too large")
         self._remaining = size
         self._state = _CHUNK_DATA
-        return self._parse_data()
-
-    def _parse_chunk_end(self) -> Event | None:
-        buf = self._buf
-        pos = self._pos
-        if len(buf) - pos < 2:
-            if buf[pos:pos + 1] not in (b"", b"\r"):
-                raise ParseError(400, "chunk data not followed by CRLF")
-            if self._eof:
-                raise ParseError(400, "connection closed in the middle of a chunked body")
-            return None
-        if buf[pos : pos + 2] != b"\r\n":
-            raise ParseError(400, "chunk data not followed by CRLF")
-        self._pos = pos + 2
-        self._state = _CHUNK_SIZE
-        return self._parse_chunk_size()
 
     def _parse_trailers(self) -> Event | None:
         buf = self._buf

@@ -3,7 +3,15 @@
 It implements ``connection.Transport``: a queue of ``memoryview`` slices and file segments sent
 without copying (files through ``os.sendfile`` where the OS allows it), registration for
 writability only while output is pending, and reading paused while the connection asks for it or
-while unsent output is above the high-water mark.
+while unsent output (file segments included) is above the high-water mark.
+
+Two bounds hold whatever the peer does. Open files: a file segment that would wait behind other
+output is read at once when it is no larger than the high-water mark (and its file closed), and a
+larger one puts output above the mark, so the connection starts no further request until it has
+drained; a client that pipelines requests for files without reading holds at most two files open.
+Input while paused: the socket is still read, so that a reset (or an EOF) is noticed while the
+application holds a request, up to ``PAUSED_READ_SIZE`` bytes, which the connection keeps
+unprocessed; only then does the socket stop being watched for input.
 """
 
 from __future__ import annotations
@@ -35,6 +43,8 @@ _HAS_SENDFILE = hasattr(os, "sendfile")
 _LINGER_RESET = struct.pack("ii", 1, 0)  # close() sends RST: an abort, not a goodbye
 LINGER_TIME = 2.0  # seconds a closing socket keeps draining input so the peer sees our response
 LINGER_SIZE = 1 << 20  # most bytes discarded while lingering
+PAUSED_READ_SIZE = 65536  # most bytes read while paused (buffered, unprocessed, by the connection)
+_HAS_PREAD = hasattr(os, "pread")
 
 
 class _FileSegment:
@@ -67,6 +77,7 @@ class SocketTransport:
         "_out_size",
         "_paused",
         "_reactor",
+        "_read_budget",
         "_sock",
         "_use_sendfile",
         "conn",
@@ -93,6 +104,9 @@ class SocketTransport:
         self._corked_size = 0
         self._linger_timer: TimerHandle | None = None
         self._paused = False
+        # Bytes that may still be read while paused; refilled by a read while not paused (the
+        # connection then processes what it receives, so nothing piles up unprocessed).
+        self._read_budget = PAUSED_READ_SIZE
         self._closing = False
         self._use_sendfile = _HAS_SENDFILE
         self._events = EVENT_READ
@@ -114,11 +128,18 @@ class SocketTransport:
         sock = self._sock
         if sock is None:
             return
+        paused = self._paused
+        size = self._read_budget if paused else RECV_SIZE
+        if size <= 0:  # (not reached: reading stops once the budget is spent)
+            self._set_events(self._events & ~EVENT_READ)
+            return
         try:
-            data = sock.recv(RECV_SIZE)
+            data = sock.recv(size if size < RECV_SIZE else RECV_SIZE)
         except (BlockingIOError, InterruptedError):
             return
         except OSError as exc:
+            # A reset: seen at once even while paused, so the application hears of it now
+            # (connection_lost: the request's close callbacks, req.aborted).
             log.debug("recv failed: %s", exc)
             self.abort()
             return
@@ -129,6 +150,15 @@ class SocketTransport:
             self._set_events(self._events & ~EVENT_READ)  # EOF stays readable: stop watching
             conn.eof_received()
             return
+        if paused:
+            # The connection only buffers this (its application holds a request). Once the
+            # budget is spent, stop watching: a level-triggered selector would report the
+            # socket readable on every turn.
+            self._read_budget -= len(data)
+            if self._read_budget <= 0:
+                self._set_events(self._events & ~EVENT_READ)
+        else:
+            self._read_budget = PAUSED_READ_SIZE
         # Cork: every response produced while handling these bytes leaves in one send(), made
         # once this turn's fd callbacks have run, so one turn's responses leave in one burst.
         if self._corked is None:
@@ -185,7 +215,12 @@ class SocketTransport:
             self._check_high_water()
 
     def send_file(self, file: Any, offset: int, count: int) -> None:
-        """Queue ``count`` bytes of ``file`` from ``offset``; the file is closed when done."""
+        """Queue ``count`` bytes of ``file`` from ``offset``; the file is closed when done.
+
+        The bytes count as unsent output until sent. A segment that would wait behind other
+        output and is no larger than the high-water mark is read now and its file closed, so
+        queued responses do not hold files open (see the module docstring).
+        """
         if self._sock is None or self._closing:
             file.close()
             return
@@ -195,13 +230,50 @@ class SocketTransport:
             if self.is_closed:  # the send failed and aborted
                 file.close()
                 return
+        if self._out and count <= self.high_water:
+            data = self._read_segment(file, offset, count)
+            if data is not None:
+                self._write_now(data)
+            return
         self._out.append(_FileSegment(file, offset, count))
+        self._out_size += count
         self._flush()
         if self._out:
             self._start_writing()
+            self._check_high_water()
+
+    def _read_segment(self, file: Any, offset: int, count: int) -> bytes | None:
+        """Read ``count`` bytes of ``file`` from ``offset`` and close it; None (and the
+        connection aborted) if that fails: the response promised bytes it cannot have."""
+        data: bytes | None = None
+        try:
+            fd = _fileno(file) if _HAS_PREAD else -1
+            if fd >= 0:
+                data = os.pread(fd, count, offset)
+                while 0 < len(data) < count:  # (a regular file reads short only at its end)
+                    more = os.pread(fd, count - len(data), offset + len(data))
+                    if not more:
+                        break
+                    data += more
+            else:
+                file.seek(offset)
+                data = bytes(file.read(count))
+        except (OSError, ValueError) as exc:
+            log.warning("reading a file to send failed: %s", exc)
+        finally:
+            try:
+                file.close()
+            except OSError:
+                pass
+        if data is None or len(data) != count:
+            if data is not None:
+                log.warning("file ended %d bytes early while sending", count - len(data))
+            self.abort()
+            return None
+        return data
 
     def buffer_size(self) -> int:
-        """Bytes queued but not yet sent (file segments not counted)."""
+        """Bytes queued but not yet sent, those of file segments included."""
         return self._out_size + self._corked_size
 
     def _take_corked(self) -> bytes:
@@ -226,7 +298,9 @@ class SocketTransport:
                 done = self._send_file_step(item)
                 if done is None:
                     return  # aborted
-                progressed = progressed or done > 0
+                if done:
+                    progressed = True
+                    self._out_size -= done
                 if item.count > 0:
                     break
                 item.file.close()
@@ -255,8 +329,9 @@ class SocketTransport:
                 self._finish_close()
                 return
         if self._out_size <= self.low_water:
-            if self._paused is False and not self._events & EVENT_READ and not self._closing \
-                    and self.conn is not None and not self.conn._peer_eof:  # EOF stays readable
+            if (not self._paused or self._read_budget > 0) and not self._events & EVENT_READ \
+                    and not self._closing and self.conn is not None \
+                    and not self.conn._peer_eof:  # EOF stays readable
                 self._set_events(self._events | EVENT_READ)
             if progressed and self.conn is not None:
                 self.conn.drained()
@@ -343,9 +418,14 @@ class SocketTransport:
     # -- flow control and closing ---------------------------------------------------------
 
     def pause_reading(self) -> None:
-        """Stop reading from the socket until ``resume_reading``."""
+        """Hold input back from processing until ``resume_reading``.
+
+        The socket is still read, so that a reset or an EOF is noticed while the application
+        holds a request: what arrives is handed to the connection, which only buffers it, up to
+        ``PAUSED_READ_SIZE`` bytes; then the socket is no longer watched for input.
+        """
         self._paused = True
-        if self._events & EVENT_READ:
+        if self._read_budget <= 0 and self._events & EVENT_READ:
             self._set_events(self._events & ~EVENT_READ)
 
     def resume_reading(self) -> None:
@@ -488,3 +568,16 @@ class SocketTransport:
     def is_closed(self) -> bool:
         """Whether the socket is closed."""
         return self._sock is None
+
+    @property
+    def is_reading(self) -> bool:
+        """Whether the socket is watched for input now."""
+        return self._sock is not None and bool(self._events & EVENT_READ)
+
+
+def _fileno(file: Any) -> int:
+    """The OS file descriptor behind ``file``, or -1 when it has none."""
+    try:
+        return int(file.fileno())
+    except (AttributeError, OSError, ValueError):  # io.UnsupportedOperation: no OS file
+        return -1

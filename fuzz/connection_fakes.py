@@ -1,9 +1,10 @@
 """The outside parties of the connection machine, faked: transport, application, log.
 
 ``FakeTransport`` records every byte the connection writes and models the flow control of
-``evserve.transport.SocketTransport`` (reading paused by the connection, above the high-water
-mark, once closing and after EOF; ``drained()`` at the low-water mark; a write deadline while
-output waits; a peer that may stop reading). ``ObservedConnection`` reports every state change,
+``evserve.transport.SocketTransport`` (reading paused by the connection, with reads going on
+while paused up to a budget; reading off above the high-water mark, once closing and after EOF;
+``drained()`` at the low-water mark; a write deadline while output waits; a peer that may stop
+reading). ``ObservedConnection`` reports every state change,
 direct assignments included. ``FuzzApp`` answers each request as its target says (now, later,
 streamed, 204, ``Connection: close``, or it raises) and checks that what reaches it respects
 the parser limits. ``ErrorLogRecorder`` turns anything logged at ERROR, other than the fuzz
@@ -23,7 +24,7 @@ from evserve.config import Config
 from evserve.connection import MOVES, Connection, State
 from evserve.request import Request
 from evserve.response import Response
-from fuzz.connection_inputs import CONTINUE, MODES, TARGET
+from fuzz.connection_inputs import CONTINUE, MODES, PAUSED_READ_SIZE, TARGET
 
 __all__ = ["AppError", "Dispatch", "ErrorLogRecorder", "FakeTransport", "FuzzApp", "ObservedConnection", "Observer"]
 
@@ -59,9 +60,11 @@ class Observer(Protocol):
 
 class FakeTransport:
     """A ``connection.Transport`` that records what is written, with the flow control of
-    ``evserve.transport.SocketTransport``: reading stops while paused, above the high-water mark,
-    once closing and after EOF, and resumes as that transport resumes it; ``drained()`` is called
-    when unsent output falls to the low-water mark; a write deadline runs while output waits.
+    ``evserve.transport.SocketTransport``: while paused, reading goes on until ``read_budget``
+    bytes were read (the budget is refilled by a read while not paused); reading stops above
+    the high-water mark, once closing and after EOF, and resumes as that transport resumes it;
+    ``drained()`` is called when unsent output falls to the low-water mark; a write deadline
+    runs while output waits.
 
     Above the high-water mark only the unit of output (one response call) that crossed it may
     write on (any other write is a violation); ``crossing_size`` counts what that unit queued, so
@@ -81,6 +84,7 @@ class FakeTransport:
         self.peer_reading = True
         self.reading = True  # the socket is registered for reading
         self.paused = False
+        self.read_budget = PAUSED_READ_SIZE  # bytes that may still be read while paused
         self.close_requested = False
         self.closed = False
         self.aborted = False  # closed dropping unsent output: the last response may be cut
@@ -145,9 +149,22 @@ class FakeTransport:
         return len(self.queue)
 
     def pause_reading(self) -> None:
-        """Stop delivering received bytes until ``resume_reading``."""
+        """Hold received bytes back from processing until ``resume_reading`` (they are still
+        read, and buffered by the connection, until the budget is spent)."""
         self.paused = True
-        self.reading = False
+        if self.read_budget <= 0:
+            self.reading = False
+
+    def reads(self, size: int) -> int:
+        """How many of ``size`` bytes the socket reads now (reading is on)."""
+        if not self.paused:
+            self.read_budget = PAUSED_READ_SIZE
+            return size
+        take = min(size, self.read_budget)
+        self.read_budget -= take
+        if self.read_budget <= 0:
+            self.reading = False
+        return take
 
     def resume_reading(self) -> None:
         """Deliver received bytes again (unless above the high-water mark, closing, or at EOF)."""
@@ -197,8 +214,8 @@ class FakeTransport:
                 return
         if len(self.queue) <= self.low_water:
             conn = self.conn
-            if not self.paused and not self.reading and not self.close_requested \
-                    and conn is not None and not conn._peer_eof:
+            if (not self.paused or self.read_budget > 0) and not self.reading \
+                    and not self.close_requested and conn is not None and not conn._peer_eof:
                 self.reading = True
             if take and conn is not None:
                 conn.drained()

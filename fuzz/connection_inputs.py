@@ -4,7 +4,7 @@
 (``/r/<id>/<mode>/<size>``); ``req_specs`` draws them; ``garbage`` draws invalid or mutated
 bytes (random, byte-level mutations of valid requests, and ``NASTY`` ones: huge lengths, bare
 CR/LF, over-long and never-ending heads, bodies over the limit); ``cut`` splits bytes into reads.
-The bounds (``HEAD_BOUND``, ``BODY_BOUND``, ``READ_SIZE``) are what the parser may hold at most
+The bounds (``HEAD_BOUND``, ``BODY_BOUND``, ``READ_SIZE``, ``PAUSED_READ_SIZE``) are what the parser may hold at most
 under ``LIMITS``; see ``fuzz/CONNECTION.md``.
 """
 
@@ -27,6 +27,7 @@ __all__ = [
     "LIMITS",
     "MODES",
     "NASTY",
+    "PAUSED_READ_SIZE",
     "READ_SIZE",
     "TARGET",
     "TIMEOUTS",
@@ -39,6 +40,9 @@ __all__ = [
 LIMITS = {"max_header_size": 512, "max_headers": 12, "max_target_size": 128, "max_body_size": 2048}
 TIMEOUTS = {"keepalive_timeout": 5.0, "header_timeout": 10.0, "body_timeout": 30.0, "write_timeout": 20.0}
 READ_SIZE = 4096  # most bytes one read delivers (the fake socket's recv size)
+# Most bytes read while the connection has paused reading (it keeps them unprocessed), as
+# SocketTransport's PAUSED_READ_SIZE; smaller here, so that runs reach the bound.
+PAUSED_READ_SIZE = 2 * READ_SIZE
 # Most bytes of an unfinished request head the parser may hold before it must refuse it (414 or
 # 431): the request line with its CRLF (target + 64 + 2), then the header lines (+3 for a
 # CRLFCRLF in progress); see RequestParser._check_partial_head.

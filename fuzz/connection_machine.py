@@ -74,6 +74,7 @@ from fuzz.connection_inputs import (  # noqa: E402
     BODY_BOUND,
     HEAD_BOUND,
     LIMITS,
+    PAUSED_READ_SIZE,
     READ_SIZE,
     TIMEOUTS,
     ReqSpec,
@@ -90,7 +91,7 @@ READ_STATES = (IDLE, READING_HEADERS, READING_BODY)
 STATE_TIMEOUT = {IDLE: "keepalive_timeout", READING_HEADERS: "header_timeout", READING_BODY: "body_timeout"}
 # Most bytes the parser may hold in each state after a step (see fuzz.connection_inputs).
 PARSER_BOUND = {READING_HEADERS: HEAD_BOUND, READING_BODY: BODY_BOUND}
-PARSER_BOUND_ELSE = max(HEAD_BOUND, BODY_BOUND) + READ_SIZE
+PARSER_BOUND_ELSE = max(HEAD_BOUND, BODY_BOUND) + READ_SIZE + PAUSED_READ_SIZE
 WRITE_BUFFER_SIZES = (64, 1024, 8192)
 STATUS_LINE = re.compile(r"HTTP/1\.1 ([1-5][0-9][0-9]) [^\r\n]*")
 HEADER_LINE = re.compile(r"([!#$%&'*+.^_`|~0-9A-Za-z-]+): ?([^\r\n]*)")
@@ -232,6 +233,10 @@ class ConnectionMachine(RuleBasedStateMachine):
                 return
             if self.inbound:
                 piece = self.inbound.popleft()
+                take = t.reads(len(piece))
+                if take < len(piece):
+                    self.inbound.appendleft(piece[take:])
+                    piece = piece[:take]
                 if piece:  # (b"" would mean EOF to the parser; the transport never passes it)
                     conn.data_received(piece)
                 continue

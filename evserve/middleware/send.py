@@ -11,7 +11,9 @@ It owns, for both callers:
   ranges (206) and multiple ranges (206 ``multipart/byteranges``; more than
   ``byteranges.MAX_RANGES`` (50) or overlapping ranges get the whole body with 200), If-Range, HEAD;
 * a zero-copy body: the open file goes to ``res.write_file`` (``os.sendfile`` in the
-  transport) with Content-Length framing, so the reactor never reads a file into memory.
+  transport) with Content-Length framing, so the reactor never reads a file into memory (but
+  for a part no larger than ``write_buffer_size`` that must wait behind other output: the
+  transport reads it then rather than keep its file open).
 
 Opening is race-free where the OS allows it: with ``follow_symlinks=False`` the path is walked
 one component at a time with ``openat(dir_fd, name, O_NOFOLLOW)``, so a link swapped in between
