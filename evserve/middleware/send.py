@@ -38,6 +38,7 @@ from evserve.errors import HTTPError
 from evserve.freshness import etag_matches, is_fresh, parse_http_date
 from evserve.middleware.byteranges import if_range_matches, multipart_frames, parse_range
 from evserve.negotiation import content_type_for
+from evserve.request import origin_form
 
 if TYPE_CHECKING:
     from evserve.request import Request
@@ -432,7 +433,7 @@ def _serve(req: Request, res: Response, target: _Target, options: SendOptions, *
 
 
 def _redirect_to_directory(req: Request, res: Response) -> None:
-    original = req.original_url
+    original = origin_form(req.original_url)  # an absolute-form target redirects by its path
     q = original.find("?")
     path, query = (original, "") if q < 0 else (original[:q], original[q:])
     # Collapse leading slashes: "//evil.example" must not become a protocol-relative URL.

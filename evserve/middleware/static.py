@@ -21,6 +21,7 @@ from urllib.parse import quote, unquote
 
 from evserve.errors import HTTPError
 from evserve.middleware.send import SendOptions, SetHeaders, serve_url_path
+from evserve.request import origin_form
 
 if TYPE_CHECKING:
     from evserve.request import Request
@@ -138,7 +139,7 @@ def static(
         path = req.path
         if path == "/" or not path:
             # The mount point itself: "/static" must redirect to "/static/" like a directory.
-            original = req.original_url
+            original = origin_form(req.original_url)
             q = original.find("?")
             if not (original if q < 0 else original[:q]).endswith("/"):
                 path = ""
