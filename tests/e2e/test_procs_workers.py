@@ -134,17 +134,29 @@ def workdir(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def started(workdir: Path) -> Iterator[list[Cli]]:
-    """The ``Cli`` runs a test starts; whatever is left of them (workers too) is killed after."""
+    """The ``Cli`` runs a test starts; whatever is left of them is killed after, workers too,
+    even orphaned ones (every process whose working directory is the test's)."""
     runs: list[Cli] = []
     yield runs
     for run in runs:
-        pids = worker_pids(run.proc.pid)
         run.close()
-        for pid in pids:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+    for pid in processes_in(workdir):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def processes_in(cwd: Path) -> set[int]:
+    """The processes running in directory ``cwd`` (from /proc; empty where there is none)."""
+    found = set()
+    for entry in Path("/proc").glob("[0-9]*"):
+        try:
+            if os.readlink(entry / "cwd") == str(cwd):
+                found.add(int(entry.name))
+        except OSError:
+            continue
+    return found
 
 
 def start(started: list[Cli], cwd: Path, *args: str, **kwargs: object) -> Cli:
