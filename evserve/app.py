@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import difflib
 import html
 import logging
 import os
@@ -10,8 +11,10 @@ import string
 from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
+from evserve.config import Config
 from evserve.errors import HTTPError
 from evserve.router import Router, _Walk
+from evserve.server import DEFAULT_HOST, DEFAULT_PORT
 from evserve.status import reason_phrase
 
 if TYPE_CHECKING:
@@ -37,6 +40,8 @@ DEFAULT_SETTINGS: dict[str, Any] = {
     "env": "production",
 }
 
+_SERVER_SETTINGS = frozenset(name for name, *_ in Config.describe())
+
 
 def template_engine(path: str, context: Mapping[str, Any]) -> str:
     """The built-in ``.html`` engine: ``string.Template`` with every value HTML-escaped.
@@ -52,17 +57,25 @@ def template_engine(path: str, context: Mapping[str, Any]) -> str:
 class App(Router):
     """An Express-style application: a ``Router`` plus settings, views and a server.
 
-    Settings (SPEC section 8): ``case_sensitive=False``, ``strict=False``, ``trust_proxy=False``
-    (``True``, a hop count, or addresses/CIDRs), ``cookie_secret=None``, ``views="views"``,
+    Settings: ``case_sensitive=False``, ``strict=False``, ``trust_proxy=False`` (``True``, a hop
+    count, or addresses/CIDRs), ``cookie_secret=None``, ``views="views"``,
     ``query_parser="extended"`` (or ``"simple"``, ``False``, or a callable), ``etag=True``,
-    ``json_spaces=None``. Unknown keyword settings are kept in ``settings`` for the
-    application's own use. A sub-app mounted with ``use`` inherits the settings it was not given,
-    also when its parent is itself mounted later (apps may be assembled bottom-up); settings are
-    copied at mount time, so give them to the constructor rather than changing ``settings``
-    afterwards.
+    ``json_spaces=None``, ``env="production"``. Any other keyword raises ``TypeError`` (a
+    misspelt setting must not be ignored); the application's own settings go through
+    ``set(name, value)``. A sub-app mounted with ``use`` inherits the settings it was not given,
+    also when its parent is itself mounted later (apps may be assembled bottom-up).
     """
 
     def __init__(self, **settings: Any) -> None:
+        """Build an app with the given settings.
+
+        Raises:
+            TypeError: a keyword that is not an App setting; the message lists the known ones,
+                or says where a server setting (``keepalive_timeout``, ``workers``...) belongs.
+        """
+        for name in settings:
+            if name not in DEFAULT_SETTINGS:
+                raise TypeError(_unknown_setting(name))
         merged = {**DEFAULT_SETTINGS, **settings}
         super().__init__(case_sensitive=bool(merged["case_sensitive"]), strict=bool(merged["strict"]))
         self.settings: dict[str, Any] = merged
@@ -94,6 +107,20 @@ class App(Router):
                 self.settings[key] = value
         for child in self._children:
             child._inherit(self.settings, seen)
+
+    def set(self, name: str, value: Any) -> App:
+        """Set the setting ``name`` (as Express's ``app.set``) and return the app.
+
+        Any name is accepted (the application's own settings live here too); mounted sub-apps
+        that were not given ``name`` themselves inherit the new value.
+        """
+        if not isinstance(name, str):
+            raise TypeError(f"a setting name is a str, not {name!r}")
+        self.settings[name] = value
+        self._explicit.add(name)
+        for child in self._children:
+            child._inherit(self.settings, {id(self)})
+        return self
 
     def _attach_server(self, server: Server) -> None:
         self.server = server
@@ -188,22 +215,58 @@ class App(Router):
 
     # -- serving ----------------------------------------------------------------------------------
 
-    def listen(self, port: int = 8080, host: str = "0.0.0.0", **config: Any) -> None:
-        """Serve this app until SIGINT/SIGTERM, then shut down gracefully (blocks)."""
+    def listen(self, port: int = DEFAULT_PORT, host: str = DEFAULT_HOST, **config: Any) -> None:
+        """Serve this app until SIGINT/SIGTERM, then shut down gracefully (blocks).
+
+        ``serve(self, host, port, **config)``: it logs the URL (on stderr when logging is not
+        configured), a second Ctrl-C stops at once, and an address that cannot be listened on
+        raises ``SystemExit`` with a one-line message instead of a traceback.
+
+        Raises:
+            TypeError: an unknown server setting (an App setting given here says so).
+            ValueError: a setting or the port out of range.
+            SystemExit: the address cannot be listened on (see ``evserve.server.serve``).
+        """
         from evserve.server import serve
 
+        _check_server_settings(config, "listen")
         serve(self, host, port, **config)
 
     @contextlib.contextmanager
-    def run_in_thread(self, host: str = "127.0.0.1", port: int = 0, **config: Any) -> Iterator[Server]:
-        """A running server of this app on a background reactor thread, for a ``with`` block."""
+    def run_in_thread(self, host: str = DEFAULT_HOST, port: int = 0, **config: Any) -> Iterator[Server]:
+        """A running server of this app on a background reactor thread, for a ``with`` block.
+
+        Raises:
+            TypeError: an unknown server setting, or ``workers`` other than 1.
+            OSError: the address cannot be listened on.
+        """
         from evserve.server import run_in_thread
 
+        _check_server_settings(config, "run_in_thread")
         with run_in_thread(self, host, port, **config) as server:
             yield server
 
     def __repr__(self) -> str:
         return f"<App layers={len(self.stack)}>"
+
+
+def _unknown_setting(name: str) -> str:
+    """The message of the ``TypeError`` for ``App(name=...)``."""
+    if name in _SERVER_SETTINGS:
+        return (f"{name!r} is a server setting, not an App setting: pass it to app.listen(), "
+                f"serve(), app.run_in_thread() or the command line (--{name.replace('_', '-')})")
+    close = difflib.get_close_matches(name, DEFAULT_SETTINGS, n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return (f"unknown App setting {name!r}{hint}; App settings are {', '.join(DEFAULT_SETTINGS)}; "
+            "set the application's own with app.set(name, value)")
+
+
+def _check_server_settings(config: Mapping[str, Any], entry: str) -> None:
+    """Refuse an App setting given to a server entry point, saying where it belongs."""
+    for name in config:
+        if name in DEFAULT_SETTINGS and name not in _SERVER_SETTINGS:
+            raise TypeError(f"{name!r} is an App setting, not a server setting: pass it to "
+                            f"App({name}=...), not {entry}()")
 
 
 def _call_refusal_hooks(router: Router, path: str, req: Request, res: Response) -> None:

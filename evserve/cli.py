@@ -3,25 +3,64 @@
 from __future__ import annotations
 
 import argparse
-import errno
+import functools
 import importlib
 import importlib.util
 import logging
 import os
-import socket
+import site
 import sys
+import sysconfig
+import traceback
 from collections.abc import Sequence
+from types import TracebackType
 from typing import Any, NoReturn
 
 from evserve.config import Config
+from evserve.server import DEFAULT_HOST, DEFAULT_PORT, listen_error_message, serve
 
-__all__ = ["load_app", "main"]
-
-DEFAULT_PORT = 8080
+__all__ = ["TargetError", "load_app", "main"]
 
 
 class TargetError(Exception):
-    """The ``module:app`` target cannot be loaded."""
+    """The ``module:app`` target cannot be loaded.
+
+    ``str()`` is one line. When the target's own code failed (a ``SyntaxError``, an exception,
+    a failed import inside the module), ``__cause__`` is that exception and ``report()`` adds
+    its traceback, which the user needs to find the line.
+    """
+
+    def __init__(self, message: str, *, show_traceback: bool = False) -> None:
+        super().__init__(message)
+        self.show_traceback = show_traceback
+
+    def report(self) -> str:
+        """What the command line prints: ``error: ...`` and, for a failure inside the user's
+        code, the traceback from the user's first frame on."""
+        text = f"error: {self}\n"
+        cause = self.__cause__
+        if self.show_traceback and cause is not None:
+            frames = _user_frames(cause.__traceback__)
+            text += "".join(traceback.format_exception(type(cause), cause, frames))
+        return text
+
+
+def _user_frames(tb: TracebackType | None) -> TracebackType | None:
+    """``tb`` without its leading frames of this module and of importlib (as ``python -m``)."""
+    importlib_dir = os.path.dirname(importlib.__file__)
+    while tb is not None:
+        filename = tb.tb_frame.f_code.co_filename
+        if filename != __file__ and not filename.startswith("<frozen importlib") and \
+                os.path.dirname(filename) != importlib_dir:
+            break
+        tb = tb.tb_next
+    return tb
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    first = text.splitlines()[0] if text else ""
+    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
 
 
 def load_app(target: str) -> Any:
@@ -30,7 +69,8 @@ def load_app(target: str) -> Any:
     The current directory is put first on ``sys.path``, as ``python -m`` users expect.
 
     Raises:
-        TargetError: with a one-line explanation.
+        TargetError: with a one-line explanation; when the module's own code raised, that error
+            is its ``__cause__`` and ``report()`` shows its traceback.
     """
     module_part, _, attr = target.partition(":")
     attr = attr or "app"
@@ -39,6 +79,7 @@ def load_app(target: str) -> Any:
     cwd = os.getcwd()
     if cwd not in sys.path:
         sys.path.insert(0, cwd)
+    failed = f"importing {module_part} failed"
     if module_part.endswith(".py") or os.sep in module_part or "/" in module_part:
         path = os.path.abspath(module_part)
         if not os.path.isfile(path):
@@ -55,16 +96,19 @@ def load_app(target: str) -> Any:
         try:
             spec.loader.exec_module(module)
         except Exception as exc:
-            raise TargetError(f"importing {module_part} failed: {type(exc).__name__}: {exc}") from exc
+            sys.modules.pop(name, None)
+            raise TargetError(f"{failed}: {_one_line(exc)}", show_traceback=True) from exc
     else:
         try:
             module = importlib.import_module(module_part)
         except ModuleNotFoundError as exc:
-            if exc.name and module_part.startswith(exc.name):
+            # Only the target itself (or a package above it) missing is a one-line error; a
+            # module that the target imports and that is missing is a failure of the user's code.
+            if exc.name and (module_part == exc.name or module_part.startswith(exc.name + ".")):
                 raise TargetError(f"no module named {module_part!r} (looked in {cwd} and sys.path)") from exc
-            raise TargetError(f"importing {module_part} failed: {exc}") from exc
+            raise TargetError(f"{failed}: {_one_line(exc)}", show_traceback=True) from exc
         except Exception as exc:
-            raise TargetError(f"importing {module_part} failed: {type(exc).__name__}: {exc}") from exc
+            raise TargetError(f"{failed}: {_one_line(exc)}", show_traceback=True) from exc
     try:
         app = getattr(module, attr)
     except AttributeError:
@@ -74,15 +118,57 @@ def load_app(target: str) -> Any:
     return app
 
 
-def _free_port_near(host: str, port: int) -> int | None:
-    for candidate in range(port + 1, min(port + 50, 65535)):
-        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
-            try:
-                probe.bind((host, candidate))
-            except OSError:
-                continue
-            return candidate
-    return None
+class _Reimporter:
+    """Loads the target; ``reload()`` loads it again with the project's own modules imported
+    afresh, for SIGHUP with workers.
+
+    The project's modules are those the target brought in that are neither the standard
+    library's nor an installed package's (nor evserve's): those are kept, as re-importing a
+    C extension is not safe. A failed reload leaves ``sys.modules`` as it was.
+    """
+
+    def __init__(self, target: str) -> None:
+        self.target = target
+        self.modules: list[str] = []
+
+    def load(self) -> Any:
+        before = set(sys.modules)
+        app = load_app(self.target)
+        self.modules = [name for name in list(sys.modules) if name not in before and _is_project_module(name)]
+        return app
+
+    def reload(self) -> Any:
+        saved = {name: sys.modules.pop(name) for name in self.modules if name in sys.modules}
+        importlib.invalidate_caches()
+        before = set(sys.modules)
+        try:
+            return self.load()
+        except BaseException:
+            for name in set(sys.modules) - before:  # a set: deleting while iterating is safe
+                if _is_project_module(name):
+                    del sys.modules[name]
+            sys.modules.update(saved)
+            raise
+
+
+@functools.cache
+def _library_dirs() -> tuple[str, ...]:
+    paths = sysconfig.get_paths()
+    found = [paths[key] for key in ("stdlib", "platstdlib", "purelib", "platlib") if key in paths]
+    if hasattr(site, "getsitepackages"):
+        found += site.getsitepackages()
+    if hasattr(site, "getusersitepackages"):
+        found.append(site.getusersitepackages())
+    found.append(os.path.dirname(os.path.abspath(__file__)))  # evserve itself
+    return tuple(os.path.join(os.path.realpath(path), "") for path in found)
+
+
+def _is_project_module(name: str) -> bool:
+    path = getattr(sys.modules.get(name), "__file__", None)
+    if not isinstance(path, str):
+        return False
+    real = os.path.realpath(path)
+    return not any(real.startswith(prefix) for prefix in _library_dirs())
 
 
 class _Parser(argparse.ArgumentParser):
@@ -96,9 +182,12 @@ def _parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="python -m evserve",
         description="Serve an evserve application (or any app(req, res) callable).",
+        epilog="Ctrl-C or SIGTERM stops gracefully (a second Ctrl-C stops at once). With --workers "
+               "above 1, SIGHUP imports the application again and replaces the workers gracefully.",
+        allow_abbrev=False,  # an abbreviation would take a misspelt option for another one
     )
     parser.add_argument("target", help="module:app or path/to/file.py:app (attribute defaults to 'app')")
-    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    parser.add_argument("--host", default=DEFAULT_HOST, help=f"address to listen on (default {DEFAULT_HOST})")
     parser.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT})")
     parser.add_argument(
         "--log-level", default="info", type=str.lower,
@@ -118,7 +207,11 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; returns the process exit status."""
+    """Run the command line; returns the process exit status.
+
+    0 after a graceful stop; 1 when the address cannot be listened on or workers keep dying
+    at start; 2 for a bad option or target. A second Ctrl-C ends the process with 130.
+    """
     parser = _parser()
     args = parser.parse_args(argv)
     logging.basicConfig(
@@ -131,31 +224,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         if value is not None:
             config[name] = value
     try:
-        Config.from_kwargs(**config)
+        settings = Config.from_kwargs(**config)
     except (TypeError, ValueError) as exc:
         parser.error(str(exc))
-    try:
-        app = load_app(args.target)
-    except TargetError as exc:
-        sys.stderr.write(f"error: {exc}\n")
-        return 2
     if not 0 <= args.port <= 65535:
         parser.error(f"--port {args.port} is outside 0-65535")
-    from evserve.server import serve
-
+    loader = _Reimporter(args.target)
     try:
-        serve(app, args.host, args.port, **config)
-    except OSError as exc:
-        if exc.errno == errno.EADDRINUSE:
-            hint = _free_port_near(args.host, args.port)
-            suggestion = f"; try --port {hint}" if hint else ""
-            sys.stderr.write(f"error: port {args.port} on {args.host} is already in use{suggestion}\n")
-            return 1
-        if exc.errno == errno.EACCES:
-            sys.stderr.write(f"error: no permission to listen on {args.host}:{args.port}\n")
-            return 1
-        if isinstance(exc, socket.gaierror):
-            sys.stderr.write(f"error: cannot resolve host {args.host!r}: {exc}\n")
+        app = loader.load()
+    except TargetError as exc:
+        sys.stderr.write(exc.report())
+        return 2
+    try:
+        if settings.workers > 1:
+            from evserve.workers import serve_workers
+
+            serve_workers(app, args.host, args.port, settings, reload_app=loader.reload)
+        else:
+            serve(app, args.host, args.port, **config)
+    except SystemExit as exc:
+        if isinstance(exc.__cause__, OSError):  # cannot listen: say so, naming the option
+            message = listen_error_message(exc.__cause__, args.host, args.port, port_hint="--port {}")
+            sys.stderr.write(f"error: {message}\n")
             return 1
         raise
     return 0

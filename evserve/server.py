@@ -5,24 +5,52 @@ from __future__ import annotations
 import contextlib
 import errno
 import logging
+import os
 import signal
 import socket
+import sys
 import threading
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, NoReturn
 
 from evserve.config import Config
-from evserve.connection import Connection
+from evserve.connection import Connection, State
 from evserve.reactor import EVENT_READ, Reactor
 from evserve.transport import SocketTransport
 
-__all__ = ["Server", "bind_socket", "run_in_thread", "serve"]
+__all__ = [
+    "DEFAULT_HOST",
+    "DEFAULT_PORT",
+    "FORCED_EXIT_STATUS",
+    "Server",
+    "bind_socket",
+    "check_port",
+    "force_exit",
+    "format_url",
+    "free_port_near",
+    "listen_error_message",
+    "listen_or_exit",
+    "log_to_stderr_if_unconfigured",
+    "run_in_thread",
+    "run_until_signal",
+    "serve",
+]
 
 log = logging.getLogger("evserve")
+
+# One default for every entry point (serve, app.listen, run_in_thread, reactor.listen, the CLI):
+# the loopback interface, so nothing is exposed to the network unless asked for.
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8080
+# The status of a process ended by a second Ctrl-C: 128 + SIGINT, what a shell reports for a
+# program that Ctrl-C killed.
+FORCED_EXIT_STATUS = 130
 
 ACCEPTS_PER_WAKE = 64  # bounded, so a connection storm cannot starve established connections
 ACCEPT_BACKOFF = 0.1  # seconds accepting pauses when the process runs out of descriptors
 _ACCEPT_RESOURCE_ERRORS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
+FRESH_GRACE = 1.0  # seconds a connection that has not sent its first request gets at shutdown
+FRESH_POLL = 0.05  # seconds between two looks at such connections
 
 
 def bind_socket(
@@ -54,6 +82,121 @@ def bind_socket(
     return sock
 
 
+def check_port(port: Any) -> None:
+    """Refuse a port that is not an int in 0-65535 (``TypeError`` / ``ValueError``)."""
+    if isinstance(port, bool) or not isinstance(port, int):
+        raise TypeError(f"port must be an int, not {port!r}")
+    if not 0 <= port <= 65535:
+        raise ValueError(f"port must be in 0-65535, not {port}")
+
+
+def format_url(host: str, port: int) -> str:
+    """The URL a client on this machine uses for a server listening on ``host:port``."""
+    host = host or "0.0.0.0"
+    if host in ("0.0.0.0", ""):
+        host = "127.0.0.1"
+    elif host == "::":
+        host = "::1"
+    if ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{port}"
+
+
+def free_port_near(host: str, port: int) -> int | None:
+    """A port above ``port`` that can be bound on ``host`` now, or None (for error hints)."""
+    for candidate in range(port + 1, min(port + 50, 65536)):
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+            try:
+                probe.bind((host, candidate))
+            except OSError:
+                continue
+            return candidate
+    return None
+
+
+def listen_error_message(exc: OSError, host: str, port: int, port_hint: str = "port {}") -> str:
+    """One line saying why ``host:port`` cannot be listened on, from the ``OSError`` of the bind.
+
+    ``port_hint`` words the suggestion of a free port when the port is taken (the CLI says
+    ``--port {}``).
+    """
+    if isinstance(exc, socket.gaierror):
+        return f"cannot resolve host {host!r}: {exc.strerror or exc}"
+    if exc.errno == errno.EADDRINUSE:
+        free = free_port_near(host, port) if port else None
+        hint = f"; try {port_hint.format(free)}" if free else ""
+        return f"port {port} on {host} is already in use{hint}"
+    if exc.errno == errno.EADDRNOTAVAIL:
+        return f"cannot listen on {host}: it is not an address of this machine"
+    if exc.errno == errno.EACCES:
+        needs = " (ports below 1024 need privileges)" if 0 < port < 1024 else ""
+        return f"no permission to listen on {host}:{port}{needs}"
+    return f"cannot listen on {host}:{port}: {exc.strerror or exc}"
+
+
+def listen_or_exit(host: str, port: int, backlog: int, *, reuse_port: bool = False) -> socket.socket:
+    """``bind_socket``, for the entry points that own the process (``serve``, ``app.listen``).
+
+    Raises:
+        SystemExit: the address cannot be listened on; its message is one line (``error: port
+            8080 on 127.0.0.1 is already in use; try port 8081``), which Python prints instead of
+            a traceback, and its ``__cause__`` is the ``OSError``.
+    """
+    try:
+        return bind_socket(host, port, backlog, reuse_port=reuse_port)
+    except OSError as exc:
+        raise SystemExit("error: " + listen_error_message(exc, host, port)) from exc
+
+
+@contextlib.contextmanager
+def log_to_stderr_if_unconfigured() -> Iterator[None]:
+    """While the block runs, show ``evserve`` INFO records on stderr if nobody configured logging.
+
+    Nothing changes when the root logger or an ``evserve`` logger has a handler (the program
+    chose where logs go); otherwise a stderr handler is added to ``evserve`` for the block, so
+    that a script calling ``app.listen()`` shows its URL, as the command line does.
+    """
+    ours = logging.getLogger("evserve")
+    configured = bool(logging.getLogger().handlers) or any(
+        not isinstance(handler, logging.NullHandler)
+        for name, found in logging.Logger.manager.loggerDict.items()
+        if (name == "evserve" or name.startswith("evserve.")) and isinstance(found, logging.Logger)
+        for handler in found.handlers
+    )
+    if configured:
+        yield
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    level = ours.level
+    ours.addHandler(handler)
+    if ours.getEffectiveLevel() > logging.INFO:
+        ours.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        ours.removeHandler(handler)
+        ours.setLevel(level)
+
+
+def force_exit(message: str) -> NoReturn:
+    """End the process now with ``FORCED_EXIT_STATUS`` (a second Ctrl-C), after logging ``message``.
+
+    Nothing else runs: no ``finally`` block, no ``atexit`` handler, no wait for threads (a
+    handler stuck in ``to_thread`` must not keep the process alive); log handlers and the
+    standard streams are flushed first.
+    """
+    log.warning("%s", message)
+    for logger in (logging.getLogger(), logging.getLogger("evserve")):
+        for handler in logger.handlers:
+            with contextlib.suppress(Exception):
+                handler.flush()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(FORCED_EXIT_STATUS)
+
+
 class Server:
     """An HTTP server of ``app`` on a reactor; listening from construction on.
 
@@ -68,15 +211,31 @@ class Server:
         self,
         reactor: Reactor,
         app: Any,
-        host: str = "127.0.0.1",
+        host: str = DEFAULT_HOST,
         port: int = 0,
         *,
         sock: socket.socket | None = None,
         **config: Any,
     ) -> None:
+        """Listen on ``host:port`` (or serve ``sock``, a bound listening socket) on ``reactor``.
+
+        Raises:
+            TypeError: an unknown setting, or ``workers`` other than 1 (one ``Server`` is one
+                process: forking workers is what ``serve``, ``app.listen`` and the CLI do).
+            ValueError: a setting or the port out of range.
+            OSError: the address cannot be listened on.
+        """
+        if sock is None:
+            check_port(port)
         self.reactor = reactor
         self.app = app
         self.config = Config.from_kwargs(**config)
+        if self.config.workers != 1:
+            raise TypeError(
+                f"workers={self.config.workers} cannot be honoured here: a server started by "
+                "reactor.listen or run_in_thread runs in this process; serve(), app.listen() "
+                "and python -m evserve fork workers"
+            )
         self._sock: socket.socket | None = sock or bind_socket(host, port, self.config.backlog)
         self._sock.setblocking(False)
         self.port: int = self._sock.getsockname()[1]
@@ -110,14 +269,7 @@ class Server:
     @property
     def url(self) -> str:
         """The base URL clients use, e.g. ``http://127.0.0.1:8080``."""
-        host = self.host or "0.0.0.0"
-        if host in ("0.0.0.0", ""):
-            host = "127.0.0.1"
-        elif host == "::":
-            host = "::1"
-        if ":" in host:
-            host = f"[{host}]"
-        return f"http://{host}:{self.port}"
+        return format_url(self.host, self.port)
 
     @property
     def connection_count(self) -> int:
@@ -263,13 +415,34 @@ class Server:
             return
         self._shutting_down = True
         self._close_listener()
+        grace = self.config.graceful_timeout if timeout is None else timeout
+        fresh = []
         for conn in list(self._connections):
-            conn.shutdown()
+            if conn.state is State.READING_HEADERS:
+                fresh.append(conn)
+            else:
+                conn.shutdown()
+        if fresh:
+            # A connection accepted a moment ago has had no chance to send its request: closing
+            # it now would fail a client that did nothing wrong (a reload stops servers under
+            # traffic). It gets a short grace to send one, as from Go's Server.Shutdown.
+            self._shutdown_when_spoken(fresh, self.reactor.time() + min(FRESH_GRACE, grace))
         if not self._connections:
             self._finish_shutdown()
             return
-        grace = self.config.graceful_timeout if timeout is None else timeout
         self.reactor.call_later(grace, self._close_now)
+
+    def _shutdown_when_spoken(self, fresh: list[Connection], deadline: float) -> None:
+        """Shut down each of ``fresh`` once it has moved past its first head, or at ``deadline``."""
+        now = self.reactor.time()
+        waiting = []
+        for conn in fresh:
+            if conn.state is State.READING_HEADERS and now < deadline:
+                waiting.append(conn)
+            else:
+                conn.shutdown()
+        if waiting:
+            self.reactor.call_later(FRESH_POLL, self._shutdown_when_spoken, waiting, deadline)
 
     def _finish_shutdown(self) -> None:
         if self._sweep_handle is not None:
@@ -291,30 +464,67 @@ class Server:
         return f"<Server {self.url} connections={len(self._connections)}>"
 
 
-def serve(app: Any, host: str = "127.0.0.1", port: int = 8080, **config: Any) -> None:
+def serve(app: Any, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, **config: Any) -> None:
     """Serve ``app`` until SIGINT or SIGTERM, then shut down gracefully and return.
 
-    ``config`` takes the keys of ``evserve.config.Config``; with ``workers`` above 1 the port is
-    shared by that many pre-forked processes (see ``evserve.workers``).
+    A program's main loop: it logs ``evserve listening on http://...`` at INFO (on stderr when
+    logging is not configured, see ``log_to_stderr_if_unconfigured``), takes over SIGINT and
+    SIGTERM while it runs, and a second Ctrl-C during the graceful shutdown ends the process at
+    once (``force_exit``). ``config`` takes the keys of ``evserve.config.Config``; with
+    ``workers`` above 1 the port is shared by that many pre-forked processes, which SIGHUP
+    replaces gracefully (see ``evserve.workers``).
+
+    Raises:
+        TypeError, ValueError: an unknown setting, or a setting or port out of range.
+        SystemExit: the address cannot be listened on (the port is taken, the host is not an
+            address of this machine...): one line, ``error: ...``, that Python prints instead
+            of a traceback; the ``OSError`` is its ``__cause__``. An embedding program that
+            wants the ``OSError`` itself uses ``run_in_thread`` or ``reactor.listen``. Also
+            ``SystemExit(1)`` after a logged error line when worker processes keep dying at
+            start.
     """
     settings = Config.from_kwargs(**config)
-    if settings.workers > 1:
-        from evserve.workers import serve_workers
+    check_port(port)
+    with log_to_stderr_if_unconfigured():
+        if settings.workers > 1:
+            from evserve.workers import serve_workers
 
-        serve_workers(app, host, port, settings)
-        return
-    reactor = Reactor()
-    server = Server(reactor, app, host, port, **config)
-    log.info("evserve listening on %s", server.url)
-    run_until_signal(reactor, server)
+            serve_workers(app, host, port, settings)
+            return
+        sock = listen_or_exit(host, port, settings.backlog)
+        reactor = Reactor()
+        try:
+            server = Server(reactor, app, host, port, sock=sock, **config)
+        except BaseException:
+            sock.close()
+            reactor.close()
+            raise
+        log.info("evserve listening on %s (press Ctrl-C to quit)", server.url)
+        run_until_signal(reactor, server)
 
 
 def run_until_signal(reactor: Reactor, server: Server) -> None:
-    """Run ``reactor`` until SIGINT/SIGTERM, then shut ``server`` down gracefully."""
+    """Run ``reactor`` until SIGINT/SIGTERM, then shut ``server`` down gracefully.
+
+    Signals are handled only when called from the main thread. While the graceful shutdown
+    runs, a SIGINT (a second Ctrl-C) ends the process at once with ``force_exit``, even if a
+    handler blocks the reactor; another SIGTERM changes nothing (a process manager that
+    signals the whole process group sends one to every process).
+    """
+    stopping = False
 
     def on_signal(signum: int, frame: Any) -> None:
-        log.info("signal %d: shutting down gracefully", signum)
-        reactor.call_soon_threadsafe(stop)
+        nonlocal stopping
+        name = signal.Signals(signum).name
+        if not stopping:
+            stopping = True
+            hint = " (press Ctrl-C again to force)" if signum == signal.SIGINT else ""
+            log.info("%s: shutting down gracefully%s", name, hint)
+            reactor.call_soon_threadsafe(stop)
+        elif signum == signal.SIGINT:
+            force_exit(f"{name} again: exiting now, dropping {server.connection_count} connection(s)")
+        else:
+            log.info("%s: already shutting down", name)
 
     def stop() -> None:
         server.shutdown()
@@ -342,13 +552,21 @@ def run_until_signal(reactor: Reactor, server: Server) -> None:
 
 
 @contextlib.contextmanager
-def run_in_thread(app: Any, host: str = "127.0.0.1", port: int = 0, **config: Any) -> Iterator[Server]:
+def run_in_thread(app: Any, host: str = DEFAULT_HOST, port: int = 0, **config: Any) -> Iterator[Server]:
     """Run ``app`` on a background reactor thread for the ``with`` block; yields the ``Server``.
 
     Leaving the block shuts the server down gracefully, stops the reactor and joins the thread.
+
+    Raises:
+        TypeError: an unknown setting, or ``workers`` other than 1 (see ``Server``).
+        OSError: the address cannot be listened on.
     """
     reactor = Reactor()
-    server = Server(reactor, app, host, port, **config)
+    try:
+        server = Server(reactor, app, host, port, **config)
+    except BaseException:
+        reactor.close()
+        raise
     thread = threading.Thread(target=reactor.run, name=f"evserve-{server.port}", daemon=True)
     started = threading.Event()
     reactor.call_soon(started.set)

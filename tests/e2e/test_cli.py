@@ -2,7 +2,8 @@
 
 Each test runs the real command as a child process with its output in a file: start by module
 path and by file path, the startup line, a request, SIGINT ending it with status 0; a bad target,
-a taken port and a bad option each give a clear error and a non-zero status.
+a taken port, an address of another machine and a bad option each give a clear one-line error
+and a non-zero status; an error inside the target's own code shows its traceback.
 """
 
 from __future__ import annotations
@@ -42,6 +43,10 @@ def workdir(tmp_path: Path) -> Path:
     (tmp_path / "apps").mkdir()
     (tmp_path / "apps" / "site.py").write_text(HELLO_APP)
     (tmp_path / "broken_app.py").write_text("raise RuntimeError('this module cannot be imported')\n")
+    (tmp_path / "syntax_app.py").write_text("from evserve import App\n\napp = App(\n")
+    (tmp_path / "needs_missing.py").write_text("import os\nimport no_such_dependency\n")
+    (tmp_path / "apps" / "__init__.py").write_text("")
+    (tmp_path / "apps" / "broken_import.py").write_text("from apps import not_there  # a bug\n")
     return tmp_path
 
 
@@ -216,7 +221,7 @@ def test_help_lists_every_setting():
     ("hello_app:not_an_app", r"not callable"),
     ("missing.py:app", r"no such file: missing\.py"),
     ("apps/nope.py:app", r"no such file"),
-    ("broken_app:app", r"importing broken_app failed: RuntimeError: this module cannot be imported"),
+    ("apps.nope:app", r"no module named 'apps\.nope'"),
     (":app", r"bad target"),
 ])
 def test_a_bad_target_is_a_one_line_error_and_exit_2(workdir, target, expected):
@@ -227,6 +232,29 @@ def test_a_bad_target_is_a_one_line_error_and_exit_2(workdir, target, expected):
     assert len(lines) == 1, out.stderr
     assert lines[0].startswith("error: ")
     assert re.search(expected, lines[0]), lines[0]
+
+
+@pytest.mark.parametrize(("target", "first", "last", "where"), [
+    ("broken_app:app", "importing broken_app failed: RuntimeError: this module cannot be imported",
+     "RuntimeError: this module cannot be imported", 'broken_app.py", line 1, in <module>'),
+    ("broken_app.py:app", "importing broken_app.py failed: RuntimeError: this module cannot be imported",
+     "RuntimeError: this module cannot be imported", 'broken_app.py", line 1, in <module>'),
+    ("syntax_app:app", "importing syntax_app failed: SyntaxError: ", "SyntaxError: ", 'syntax_app.py", line 3'),
+    ("needs_missing:app", "importing needs_missing failed: ModuleNotFoundError: No module named 'no_such_dependency'",
+     "ModuleNotFoundError: No module named 'no_such_dependency'", 'needs_missing.py", line 2, in <module>'),
+    ("apps.broken_import:app", "importing apps.broken_import failed: ImportError: cannot import name 'not_there'",
+     "ImportError: cannot import name 'not_there'", 'broken_import.py", line 1, in <module>'),
+])
+def test_an_error_inside_the_target_shows_its_traceback_and_exit_2(workdir, target, first, last, where):
+    out = run_cli(workdir, target, "--port", "0")
+    assert out.returncode == 2, out
+    assert out.stdout == ""
+    lines = out.stderr.splitlines()
+    assert lines[0].startswith("error: " + first), out.stderr
+    assert lines[-1].startswith(last), out.stderr
+    assert where in out.stderr  # the user's file and line
+    assert "evserve" not in "".join(lines[1:]).replace(str(workdir), "")  # no frame of ours
+    assert "importlib" not in out.stderr
 
 
 def test_a_port_in_use_is_an_error_suggesting_another_port(workdir):
@@ -244,8 +272,26 @@ def test_a_port_in_use_is_an_error_suggesting_another_port(workdir):
     assert int(found.group(1)) != port
 
 
+def test_a_port_in_use_with_workers_is_the_same_one_line(workdir):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        out = run_cli(workdir, "hello_app:app", "--port", str(port), "--workers", "2")
+    assert out.returncode == 1, out
+    assert re.fullmatch(rf"error: port {port} on 127\.0\.0\.1 is already in use; try --port \d+\n", out.stderr), out.stderr
+
+
+def test_an_address_of_another_machine_is_a_one_line_error(workdir):
+    out = run_cli(workdir, "hello_app:app", "--host", "192.0.2.1", "--port", "0")  # TEST-NET-1
+    assert out.returncode == 1, out
+    assert out.stderr == "error: cannot listen on 192.0.2.1: it is not an address of this machine\n"
+
+
 @pytest.mark.parametrize(("args", "expected"), [
     (["--bogus"], r"unrecognized arguments: --bogus"),
+    (["--work", "2"], r"unrecognized arguments: --work 2"),  # no abbreviations: a typo is an error
+    (["--keepalive", "3"], r"unrecognized arguments: --keepalive 3"),
     (["--port", "abc"], r"--port: invalid int value: 'abc'"),
     (["--port", "70000"], r"70000"),
     (["--log-level", "loud"], r"--log-level: invalid choice: 'loud'"),
