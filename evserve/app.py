@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from evserve.config import Config
 from evserve.errors import HTTPError
+from evserve.request import origin_form
 from evserve.router import Router, _Walk
 from evserve.server import DEFAULT_HOST, DEFAULT_PORT
 from evserve.status import reason_phrase
@@ -313,7 +314,7 @@ class _Final:
                 if not res.finished:
                     res.end()
                 return
-            path = req.original_url.split("?", 1)[0]
+            path = origin_form(req.original_url).split("?", 1)[0]
             _clear_content_headers(res)
             _error_page(res, 404, f"Cannot {req.method} {path}")
             return

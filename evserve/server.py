@@ -197,6 +197,12 @@ def force_exit(message: str) -> NoReturn:
     os._exit(FORCED_EXIT_STATUS)
 
 
+
+def thread_wait(seconds: float) -> float | None:
+    """``seconds`` as a timeout for ``threading`` waits, which refuse one past ``time_t``
+    (``float("inf")``, a valid setting meaning no limit): ``None``, wait for ever, then."""
+    return seconds if seconds < 1e9 else None
+
 class Server:
     """An HTTP server of ``app`` on a reactor; listening from construction on.
 
@@ -392,7 +398,7 @@ class Server:
                     reactor.run_once(0.05)
             return
         reactor.call_soon_threadsafe(fn, *args)
-        self._closed.wait(self.config.graceful_timeout + 5)
+        self._closed.wait(thread_wait(self.config.graceful_timeout + 5))
 
     def _close_listener(self) -> None:
         self._stop_accepting()
@@ -577,6 +583,6 @@ def run_in_thread(app: Any, host: str = DEFAULT_HOST, port: int = 0, **config: A
     finally:
         server.shutdown()
         reactor.stop()
-        thread.join(timeout=server.config.graceful_timeout + 5)
+        thread.join(timeout=thread_wait(server.config.graceful_timeout + 5))
         if not thread.is_alive():
             reactor.close()

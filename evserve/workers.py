@@ -46,6 +46,7 @@ from evserve.server import (
     listen_error_message,
     listen_or_exit,
     run_until_signal,
+    thread_wait,
 )
 
 __all__ = ["serve_workers"]
@@ -460,7 +461,9 @@ def _on_master_gone(reactor: Reactor, fd: int, grace: float) -> None:
     reactor.remove_reader(fd)
     log.warning("worker %d: the master process is gone; shutting down", os.getpid())
     # Nobody is left to kill this worker if a handler keeps it from stopping: it does so itself.
-    watchdog = threading.Timer(grace + ORPHAN_MARGIN, os._exit, (1,))
-    watchdog.daemon = True
-    watchdog.start()
+    limit = thread_wait(grace + ORPHAN_MARGIN)
+    if limit is not None:  # graceful_timeout=inf means no limit: then no watchdog either
+        watchdog = threading.Timer(limit, os._exit, (1,))
+        watchdog.daemon = True
+        watchdog.start()
     os.kill(os.getpid(), signal.SIGTERM)

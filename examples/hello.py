@@ -27,7 +27,6 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8080)
     args = parser.parse_args(argv)
-    print(f"evserve hello example on http://{args.host}:{args.port}/")
     app.listen(args.port, args.host)
 
 

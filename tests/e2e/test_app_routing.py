@@ -712,9 +712,9 @@ def test_a_router_passes_on_what_it_does_not_handle():
 
 
 def test_sub_apps():
-    app = App(json_spaces=2, custom="parent")
+    app = App(json_spaces=2).set("custom", "parent")
     blog = App()
-    forum = App(custom="own")
+    forum = App().set("custom", "own")
     blog.get("/", lambda req, res: res.json({"app": req.app is blog, "base": req.base_url, "url": req.url}))
     blog.get("/settings", lambda req, res: res.send(f"{req.app.settings['custom']}"))
     forum.get("/", lambda req, res: res.send(f"{req.app.settings['custom']} {req.url}"))
@@ -735,8 +735,8 @@ def test_sub_apps():
 
 
 def test_sub_apps_assembled_bottom_up_inherit_the_roots_settings():
-    root = App(json_spaces=1, custom="root")
-    mid = App(custom="mid")
+    root = App(json_spaces=1).set("custom", "root")
+    mid = App().set("custom", "mid")
     leaf = App()
     leaf.get("/", lambda req, res: res.json([req.app.settings["custom"], req.ip]))
     mid.use("/leaf", leaf)  # mounted before mid is mounted on root

@@ -98,3 +98,16 @@ def test_handlers_sleeping_forever_or_for_days_leave_the_server_serving(caplog):
         assert requests.get(f"{server.url}/ok", timeout=DEADLINE).text == "ok"
         assert server.reactor.is_running
     assert slept == ["inf", "days", "nan"]
+
+
+@pytest.mark.parametrize("setting", ["graceful_timeout", "keepalive_timeout", "write_timeout",
+                                     "body_timeout", "header_timeout", "handler_timeout"])
+def test_an_infinite_timeout_setting_means_no_limit_and_still_stops(setting):
+    app = App()
+    app.get("/", lambda req, res: res.send("ok"))
+    with app.run_in_thread(**{setting: float("inf")}) as server:
+        assert requests.get(server.url + "/", timeout=DEADLINE).text == "ok"
+        thread = threading.Thread(target=server.shutdown)  # from another thread: it waits
+        thread.start()
+        thread.join(DEADLINE)
+        assert not thread.is_alive()
