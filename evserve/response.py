@@ -747,10 +747,11 @@ class Response:
         from evserve.tasks import Future
 
         future: Future[None] = Future()
+        waiter = _DrainWaiter(future)
         if self._state == _DONE:
-            future.set_exception(ResponseStateError("cannot drain: the response takes no more body"))
+            waiter.fail()
         else:
-            self.on_drain(lambda: future.set_result(None))
+            self.on_drain(waiter)  # failed by _finished if the response ends first
         return future
 
     def stream(self, chunks: Iterable[bytes | str], *, on_error: Callable[[BaseException], object] | None = None) -> None:
@@ -808,6 +809,14 @@ class Response:
         self._finish_callbacks.append(callback)
 
     def _finished(self) -> None:
+        waiters = self._drain_waiters
+        if waiters:
+            # No drain will come: wake whoever awaits one (drain() raises for them); plain
+            # on_drain callbacks are dropped, as a drain event never fires after the end.
+            self._drain_waiters = None
+            for waiter in waiters:
+                if type(waiter) is _DrainWaiter:
+                    waiter.fail()
         callbacks = self._finish_callbacks
         if callbacks:
             self._finish_callbacks = None
@@ -821,7 +830,6 @@ class Response:
         """The client went away before the response was complete."""
         self.req.aborted = True
         self._state = _DONE
-        self._drain_waiters = None
         self._finished()
 
     def _abandoned(self) -> None:
@@ -905,6 +913,21 @@ def _same_origin_referer(req: Request) -> str:
         and str(port or default) == str(own_port or default)
     )
     return referer if same else "/"
+
+
+class _DrainWaiter:
+    """What ``drain()`` waits on: resolved by a drain, failed when the response ends first."""
+
+    __slots__ = ("future",)
+
+    def __init__(self, future: Any) -> None:
+        self.future = future
+
+    def __call__(self) -> None:
+        self.future.set_result(None)
+
+    def fail(self) -> None:
+        self.future.set_exception(ResponseStateError("cannot drain: the response takes no more body"))
 
 
 def _close_iterator(iterator: Any) -> None:

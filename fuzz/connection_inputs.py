@@ -86,7 +86,11 @@ class ReqSpec:
 
     def ends_connection(self) -> bool:
         """Whether the connection closes after answering this request."""
-        if not self.keep_alive or self.mode in CLOSING_MODES:
+        if not self.keep_alive:
+            return True
+        if self.method == "HEAD" and self.mode in ("pumpfail", "raisestream"):
+            return False  # the head is the whole response: it is over before the failure
+        if self.mode in CLOSING_MODES:
             return True
         # A streamed response to HTTP/1.0 is close-delimited (unless it may carry no body).
         return self.mode in ("stream", "pump") and self.version == "1.0" and self.method != "HEAD"

@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 
 from .conftest import DEADLINE, RawClient, stop_process, subprocess_env, wait_until
+from .test_workers import gone, refused
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="workers need os.fork")
 
@@ -200,21 +201,6 @@ def worker_pids(master: int) -> set[int]:
     return found
 
 
-def gone(pid: int) -> bool:
-    """Whether ``pid`` no longer runs (missing, or a zombie nobody reaps)."""
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return True
-    return state == "Z"
-
-
-def refused(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=DEADLINE):
-            return False
-    except ConnectionRefusedError:
-        return True
 
 
 def blocked_marker(cwd: Path) -> bool:
