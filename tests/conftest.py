@@ -60,8 +60,8 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 # A test that hangs must fail the run with every thread's stack instead of eating CI's budget.
 # faulthandler's watchdog is a C thread: it fires even when the hung code holds the GIL, and it
 # ends the process (exit status 1) after dumping the stacks. Each phase of a test (setup, call,
-# teardown) gets TEST_TIMEOUT seconds; the slowest test takes about 15 s on a loaded 2-core
-# machine, so only a hang comes near it.
+# teardown) gets TEST_TIMEOUT seconds; the slowest test takes under 30 s on a heavily loaded
+# 2-core machine, so only a hang comes near it.
 
 TEST_TIMEOUT = float(os.environ.get("EVSERVE_TEST_TIMEOUT", "120"))
 
