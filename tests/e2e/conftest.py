@@ -432,10 +432,10 @@ def running(app: Any, host: str = "127.0.0.1", **config: Any) -> Iterator[Server
         stopper.join(grace + DEADLINE)
         reactor.stop()
         thread.join(DEADLINE)
-        if thread.is_alive():
+        if thread.is_alive() or stopper.is_alive():
             raise AssertionError(
-                f"{server!r}: its reactor thread still runs {grace + 2 * DEADLINE:.0f} s "
-                "after the test asked it to stop (does a handler block it?)"
+                f"{server!r} has not stopped {grace + 2 * DEADLINE:.0f} s after the test asked it "
+                "to (does a handler block the reactor thread?)"
             )
         reactor.close()
 
