@@ -1,16 +1,22 @@
-"""Shared test set-up: the repository root on sys.path and the hypothesis profiles.
+"""Shared test set-up: the repository root on sys.path, the hypothesis profiles, a hang guard.
 
 Profiles (select with HYPOTHESIS_PROFILE, default "ci"):
     ci:  bounded example counts so that every property runs on every test run (~60 s in all);
     dev: more examples, for a longer local run. fuzz/ has its own, much larger, "fuzz" profile.
+
+The hang guard ends the run, with every thread's stack on stderr, when one phase of a test
+(setup, call or teardown) runs longer than ``TEST_TIMEOUT`` seconds (120; the environment
+variable EVSERVE_TEST_TIMEOUT sets another, 0 turns the guard off, e.g. to debug).
 """
 
 from __future__ import annotations
 
+import contextlib
 import faulthandler
 import os
 import sys
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -49,12 +55,61 @@ settings.register_profile(
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
-TEST_TIMEOUT = 300.0  # seconds: no single test comes near it; a hang must not eat CI's budget
+# -- the hang guard ---------------------------------------------------------------------------
+#
+# A test that hangs must fail the run with every thread's stack instead of eating CI's budget.
+# faulthandler's watchdog is a C thread: it fires even when the hung code holds the GIL, and it
+# ends the process (exit status 1) after dumping the stacks. Each phase of a test (setup, call,
+# teardown) gets TEST_TIMEOUT seconds; the slowest test takes under 30 s on a heavily loaded
+# 2-core machine, so only a hang comes near it.
+
+TEST_TIMEOUT = float(os.environ.get("EVSERVE_TEST_TIMEOUT", "120"))
+
+_stderr_fd: int | None = None
 
 
-@pytest.fixture(autouse=True)
-def _hang_guard():
-    """Dump every thread's stack and exit if one test runs for ``TEST_TIMEOUT`` seconds."""
-    faulthandler.dump_traceback_later(TEST_TIMEOUT, exit=True)
+def pytest_configure(config: pytest.Config) -> None:
+    """Keep a descriptor of the real stderr for the hang guard's dump.
+
+    While a test runs pytest captures descriptor 2 into a temporary file, which nobody reads
+    once the guard has ended the process: the dump must go to the stderr pytest started with.
+    """
+    global _stderr_fd
+    capture = config.pluginmanager.getplugin("capturemanager")
+    with capture.global_and_fixture_disabled() if capture is not None else contextlib.nullcontext():
+        _stderr_fd = os.dup(sys.stderr.fileno())
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Disarm the hang guard and close its descriptor."""
+    global _stderr_fd
+    faulthandler.cancel_dump_traceback_later()
+    if _stderr_fd is not None:
+        os.close(_stderr_fd)
+        _stderr_fd = None
+
+
+def _arm_hang_guard() -> None:
+    # Re-armed at every phase: pytest's own faulthandler plugin cancels any pending dump when a
+    # phase fails (pytest_exception_interact), and the teardown after a failure must be guarded too.
+    if _stderr_fd is not None and TEST_TIMEOUT > 0:
+        faulthandler.dump_traceback_later(TEST_TIMEOUT, exit=True, file=_stderr_fd)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_setup(item: pytest.Item) -> Iterator[None]:
+    _arm_hang_guard()
+    yield
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
+    _arm_hang_guard()
+    yield
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
+    _arm_hang_guard()
     yield
     faulthandler.cancel_dump_traceback_later()

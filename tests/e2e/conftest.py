@@ -1,9 +1,10 @@
-"""Helpers for end-to-end tests on real sockets: a raw-byte HTTP client, polling, reactor probes.
+"""Helpers for end-to-end tests on real sockets: servers, a raw-byte HTTP client, polling, probes.
 
 Every wait here has a deadline; nothing synchronises by sleeping. ``wait_until`` polls a
 predicate (the short sleep between polls is pacing, never the thing the test relies on), and
 every socket read runs under the client's deadline, so a broken server fails a test instead of
-hanging it.
+hanging it. Servers started with the ``serve`` fixture (or ``running``) stop within about a
+second when the test ends, whatever it left in flight.
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:  # evserve from this checkout, however pytest was started
     sys.path.insert(0, str(ROOT))
 
-from evserve.server import Server, run_in_thread  # noqa: E402
+from evserve.reactor import Reactor  # noqa: E402
+from evserve.server import Server  # noqa: E402
 
 DEADLINE = 10.0  # seconds any single wait may take before the test fails (generous on purpose)
 T = TypeVar("T")
@@ -398,15 +400,54 @@ def clients(serve: Callable[..., Server]) -> Iterator[Callable[..., RawClient]]:
         client.close()
 
 
+TEARDOWN_GRACE = 1.0  # seconds a test's servers give unfinished requests when the test ends
+
+
+@contextlib.contextmanager
+def running(app: Any, host: str = "127.0.0.1", **config: Any) -> Iterator[Server]:
+    """``app`` served on port 0 by a reactor on a background thread, for a ``with`` block.
+
+    Like ``run_in_thread``, but its exit is bounded for tests: the server gets ``TEARDOWN_GRACE``
+    seconds, not its ``graceful_timeout``, for what is still in flight (a test that failed
+    midway may leave a request unanswered or a response unread), and a reactor thread that does
+    not stop (a handler blocking it) fails the test after ``DEADLINE`` instead of being left
+    behind. Close clients before leaving the block, so that nothing waits on them.
+    """
+    reactor = Reactor()
+    server = Server(reactor, app, host, 0, **config)
+    started = threading.Event()
+    reactor.call_soon(started.set)
+    thread = threading.Thread(target=reactor.run, name=f"evserve-test-{server.port}", daemon=True)
+    thread.start()
+    try:
+        if not started.wait(DEADLINE):
+            raise AssertionError("the server's reactor thread did not start")
+        yield server
+    finally:
+        # shutdown() waits for the close itself; from a helper thread, so that the wait here is
+        # bounded whatever happens on the reactor thread.
+        grace = min(TEARDOWN_GRACE, server.config.graceful_timeout)
+        stopper = threading.Thread(target=server.shutdown, args=(grace,), daemon=True)
+        stopper.start()
+        stopper.join(grace + DEADLINE)
+        reactor.stop()
+        thread.join(DEADLINE)
+        if thread.is_alive() or stopper.is_alive():
+            raise AssertionError(
+                f"{server!r} has not stopped {grace + 2 * DEADLINE:.0f} s after the test asked it "
+                "to (does a handler block the reactor thread?)"
+            )
+        reactor.close()
+
+
 @pytest.fixture
 def serve() -> Iterator[Callable[..., Server]]:
-    """``serve(app, **config)`` starts ``app`` with ``run_in_thread``; stopped when the test ends."""
-    stack = contextlib.ExitStack()
+    """``serve(app, **config)`` starts ``app`` (see ``running``); stopped when the test ends."""
+    with contextlib.ExitStack() as stack:
 
-    def start(app: Any, host: str = "127.0.0.1", **config: Any) -> Server:
-        return stack.enter_context(run_in_thread(app, host, 0, **config))
+        def start(app: Any, host: str = "127.0.0.1", **config: Any) -> Server:
+            return stack.enter_context(running(app, host, **config))
 
-    with stack:
         yield start
 
 

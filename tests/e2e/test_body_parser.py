@@ -174,10 +174,11 @@ def test_json_nested_deeper_than_100_levels_is_400():
         strings = "[" * 50 + '"[[[[\\"[[[[' + "[" * 200 + '"' + "]" * 50
         assert parsed(post(url, strings, JSON))[0] == "list"
         # Far beyond Python's recursion limit, and unbalanced: still a quick 400, never a 500.
-        started = time.monotonic()
+        # (The CPU time of this process, server thread included: a busy machine does not count.)
+        started = time.process_time()
         assert error(post(url, "[" * 3_000_000, JSON), 400) == "invalid JSON: nested deeper than 100 levels"
         assert error(post(url, '{"a":' * 500_000, JSON), 400) == "invalid JSON: nested deeper than 100 levels"
-        assert time.monotonic() - started < 5
+        assert time.process_time() - started < 5
 
 
 def test_json_object_hook_sees_every_object():
@@ -289,13 +290,13 @@ def test_a_zip_bomb_is_413_without_inflating_it():
     deflate_bomb = zlib.compress(b"[" * (10 << 20), 9)
     assert len(bomb) < 20_000 and len(deflate_bomb) < 20_000
     with serving(body_parser.raw(limit="1mb"), body_parser.json()) as url:
-        started = time.monotonic()
+        started = time.process_time()  # this process's CPU (the server's too), not the wall clock
         for _ in range(5):
             res = post(url, bomb, "application/octet-stream", **{"Content-Encoding": "gzip"})
             assert error(res, 413) == "request entity too large"
             res = post(url, deflate_bomb, JSON, **{"Content-Encoding": "deflate"})
             assert error(res, 413) == "request entity too large"
-        assert time.monotonic() - started < 2
+        assert time.process_time() - started < 2
 
 
 @pytest.mark.parametrize("encoding", ["br", "compress", "gzip, deflate", "zstd"])

@@ -19,6 +19,7 @@ from .conftest import (
     RawClient,
     on_reactor,
     read_line,
+    running,
     stop_process,
     subprocess_env,
     wait_idle,
@@ -147,24 +148,22 @@ def test_disconnect_while_output_waits_for_drain(serve):
 # -- graceful shutdown ------------------------------------------------------------------------
 
 
-def test_graceful_shutdown_finishes_in_flight_and_refuses_new_connections(clients):
-    started = threading.Event()
+def test_graceful_shutdown_finishes_in_flight_and_refuses_new_connections():
+    held = []
 
     def app(req, res):
         if req.path == "/slow":
-            started.set()
-            req.reactor.call_later(0.3, res.send, "slow done")
+            held.append(res)  # answered by the test once the shutdown has begun
         else:
             res.send("quick")
 
-    with run_in_thread(app, graceful_timeout=DEADLINE) as server:
+    with running(app, graceful_timeout=DEADLINE) as server, RawClient(server) as idle, \
+            RawClient(server) as busy:
         port = server.port
-        idle = clients(server)
         idle.request(target="/quick")
         assert idle.read_response().text == "quick"  # keep-alive: now an idle connection
-        busy = clients(server)
         busy.request(target="/slow")
-        assert started.wait(DEADLINE)
+        wait_until(lambda: held)
 
         stopper = threading.Thread(target=server.shutdown)
         stopper.start()
@@ -172,6 +171,8 @@ def test_graceful_shutdown_finishes_in_flight_and_refuses_new_connections(client
         assert refused(port)
         idle.wait_closed()  # idle connections are closed at once
         assert idle.buffer == b""
+        # The shutdown has begun (on the reactor, before this call): now the answer comes.
+        on_reactor(server, held[0].send, "slow done")
         res = busy.read_response()  # the in-flight request still gets its answer
         assert (res.status, res.text) == (200, "slow done")
         assert res.header("connection") == "close"
@@ -182,13 +183,12 @@ def test_graceful_shutdown_finishes_in_flight_and_refuses_new_connections(client
         assert server.connection_count == 0
 
 
-def test_graceful_shutdown_while_a_big_response_is_still_flushing(clients):
+def test_graceful_shutdown_while_a_big_response_is_still_flushing():
     body = b"f" * (3 << 20)
     # Long keep-alive and grace: only a connection that closes right after its response lets
     # this finish within the client's deadline.
-    with run_in_thread(lambda req, res: res.send(body), keepalive_timeout=60,
-                       graceful_timeout=60) as server:
-        client = clients(server, rcvbuf=4096)
+    with running(lambda req, res: res.send(body), keepalive_timeout=60, graceful_timeout=60) as server, \
+            RawClient(server, rcvbuf=4096) as client:
         client.request()
         wait_until(lambda: on_reactor(server, lambda: [c.state.name for c in server._connections])
                    == ["WRITING"])
@@ -215,22 +215,24 @@ def test_graceful_shutdown_gives_up_after_graceful_timeout(clients):
         assert held[0].req.aborted
 
 
-def test_a_pipelined_request_behind_an_in_flight_one_is_not_started_at_shutdown(clients):
+def test_a_pipelined_request_behind_an_in_flight_one_is_not_started_at_shutdown():
     seen = []
+    held = []
 
     def app(req, res):
         seen.append(req.path)
         if req.path == "/slow":
-            req.reactor.call_later(0.2, res.send, "slow")
+            held.append(res)  # answered by the test once the shutdown has begun
         else:
             res.send("fast")
 
-    with run_in_thread(app) as server:
-        busy = clients(server)
+    with running(app, graceful_timeout=DEADLINE) as server, RawClient(server) as busy:
         busy.send(b"GET /slow HTTP/1.1\r\nHost: t\r\n\r\nGET /after HTTP/1.1\r\nHost: t\r\n\r\n")
-        wait_until(lambda: seen)
+        wait_until(lambda: held)
         stopper = threading.Thread(target=server.shutdown)
         stopper.start()
+        wait_until(lambda: not server.is_listening)
+        on_reactor(server, held[0].send, "slow")
         res = busy.read_response()
         assert res.text == "slow"
         assert res.header("connection") == "close"
@@ -296,11 +298,14 @@ def test_shutdown_from_another_thread_returns_after_the_in_flight_response():
     def app(req, res):
         received.set()
 
-        def answer():
+        def answer():  # once the shutdown has begun, so that shutdown() has to wait for it
+            if holder[0].is_listening:
+                req.reactor.call_later(0.01, answer)
+                return
             answered.append(True)
             res.send("done")
 
-        req.reactor.call_later(0.2, answer)
+        answer()
 
     with reactor_thread() as reactor:
         done = threading.Event()
