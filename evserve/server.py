@@ -385,20 +385,23 @@ class Server:
         Connections still open after ``timeout`` (default ``graceful_timeout``) are dropped.
         Callable from any thread; from another thread it returns when the server is closed.
         """
-        self._run_on_reactor(self._begin_shutdown, timeout)
+        grace = self.config.graceful_timeout if timeout is None else timeout
+        self._run_on_reactor(self._begin_shutdown, timeout, grace=grace)
 
-    def _run_on_reactor(self, fn: Callable[..., None], *args: Any) -> None:
+    def _run_on_reactor(self, fn: Callable[..., None], *args: Any, grace: float | None = None) -> None:
         reactor = self.reactor
+        if grace is None:
+            grace = self.config.graceful_timeout
         if reactor.in_reactor_thread() or not reactor.is_running:
             fn(*args)
             if not reactor.is_running:
                 # Nobody turns the loop: drive it here until the work is done (bounded).
-                deadline = reactor.time() + self.config.graceful_timeout + 1
+                deadline = reactor.time() + grace + 1
                 while not self._closed.is_set() and reactor.time() < deadline:
                     reactor.run_once(0.05)
             return
         reactor.call_soon_threadsafe(fn, *args)
-        self._closed.wait(thread_wait(self.config.graceful_timeout + 5))
+        self._closed.wait(thread_wait(grace + 5))
 
     def _close_listener(self) -> None:
         self._stop_accepting()
@@ -505,11 +508,11 @@ def serve(app: Any, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, **config
             sock.close()
             reactor.close()
             raise
-        log.info("evserve listening on %s (press Ctrl-C to quit)", server.url)
-        run_until_signal(reactor, server)
+        run_until_signal(reactor, server, lambda: log.info(
+            "evserve listening on %s (press Ctrl-C to quit)", server.url))
 
 
-def run_until_signal(reactor: Reactor, server: Server) -> None:
+def run_until_signal(reactor: Reactor, server: Server, ready: Callable[[], object] | None = None) -> None:
     """Run ``reactor`` until SIGINT/SIGTERM, then shut ``server`` down gracefully.
 
     Signals are handled only when called from the main thread. While the graceful shutdown
@@ -548,6 +551,8 @@ def run_until_signal(reactor: Reactor, server: Server) -> None:
         for signum in (signal.SIGINT, signal.SIGTERM):
             previous[signum] = signal.signal(signum, on_signal)
     try:
+        if ready is not None:
+            ready()  # announced once a signal can no longer kill the process mid-start
         reactor.run()
     finally:
         for signum, handler in previous.items():
@@ -578,11 +583,19 @@ def run_in_thread(app: Any, host: str = DEFAULT_HOST, port: int = 0, **config: A
     reactor.call_soon(started.set)
     thread.start()
     started.wait(10)
+    failed = True
     try:
         yield server
+        failed = False
     finally:
-        server.shutdown()
+        # After an exception in the block nobody waits for the in-flight requests: a short
+        # grace, so a failing test or program does not hang for graceful_timeout.
+        grace = min(server.config.graceful_timeout, 1.0) if failed else server.config.graceful_timeout
+        server.shutdown(grace)
         reactor.stop()
-        thread.join(timeout=thread_wait(server.config.graceful_timeout + 5))
-        if not thread.is_alive():
+        thread.join(timeout=thread_wait(grace + 5))
+        if thread.is_alive():
+            log.error("the evserve reactor thread did not stop within %.3g s: a handler blocks it",
+                      grace + 5)
+        else:
             reactor.close()
