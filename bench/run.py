@@ -30,14 +30,18 @@ Every server is configured alike where it has the knob: listen backlog 1024, kee
 from __future__ import annotations
 
 import argparse
+import atexit
+import io
 import json
 import os
 import resource
 import selectors
+import shutil
 import signal
 import statistics
 import subprocess
 import sys
+import tarfile
 import tempfile
 import time
 from collections.abc import Sequence
@@ -50,6 +54,7 @@ from servers import (
     CLIENT_CPU,
     HOST,
     POST_BODY,
+    ROOT,
     SERVER_CPU,
     SERVERS,
     VENV_PYTHON,
@@ -286,6 +291,27 @@ def progress(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
+def baseline_server(rev: str) -> Server:
+    """evserve as of git revision ``rev``: its tree exported to a temporary directory (removed at
+    exit) and served by that tree's own ``bench/app.py`` with the same settings as evserve's."""
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", rev], cwd=ROOT, capture_output=True, text=True, check=True
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError) as exc:
+        raise SystemExit(f"error: --baseline {rev}: not a revision of this repository ({exc})") from None
+    tree = Path(tempfile.mkdtemp(prefix=f"evserve-{commit}-"))
+    atexit.register(shutil.rmtree, tree, ignore_errors=True)
+    archive = subprocess.run(["git", "archive", commit], cwd=ROOT, capture_output=True, check=True).stdout
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        tar.extractall(tree, filter="data")
+    # Run the old app with the old tree first on sys.path, whatever evserve is installed.
+    code = (f"import runpy, sys; sys.path.insert(0, {str(tree)!r}); "
+            f"runpy.run_path({str(tree / 'bench' / 'app.py')!r}, run_name='__main__')")
+    own = SERVERS[0]
+    return Server(f"evserve@{commit}", f"evserve at {commit}", ("-c", code, *own.args[1:]), is_peer=False)
+
+
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     """The command line (see the module docstring)."""
     parser = argparse.ArgumentParser(
@@ -321,6 +347,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--quick", action="store_true", help="smoke test: 3 s x 1 run, no warm-up")
     parser.add_argument("--output", type=Path, help="also write the markdown report to this file")
+    parser.add_argument(
+        "--baseline", metavar="REV",
+        help="also run evserve as of git revision REV (e.g. HEAD~3), as the server evserve@REV, "
+             "so a change is measured against its parent in the same run",
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.duration, args.runs, args.warmup = 3.0, 1, 0.0
@@ -333,6 +364,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
             f"unknown server(s) {', '.join(sorted(only - known))}; known: {', '.join(sorted(known))}"
         )
     args.servers = [s for s in SERVERS if not only or s.name in only or s.name == "evserve"]
+    if args.baseline:
+        args.servers.insert(1, baseline_server(args.baseline))
     scenarios = [name.strip() for name in args.scenarios.split(",") if name.strip()]
     if set(scenarios) - set(SCENARIO_NAMES):
         parser.error(

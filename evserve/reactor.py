@@ -40,6 +40,7 @@ AFTER_IO_BATCH = 64  # fd callbacks after which the held-back writes are sent, e
 # 24.8 days) or refuse large floats (select); a timer further away (days, or float("inf")) is
 # reached by waking once a day and waiting again, so any delay an application passes is handled.
 MAX_WAIT = 86400.0
+_INFINITY = float("inf")
 
 
 def _seconds(value: float, name: str) -> float:
@@ -50,7 +51,10 @@ def _seconds(value: float, name: str) -> float:
         value = float(value)  # Decimal, Fraction, numpy floats...
     if value != value:
         raise ValueError(f"{name} must not be NaN")
-    return float(value)
+    try:
+        return float(value)
+    except OverflowError:  # an int past a float's range (10**400): as good as infinite
+        return _INFINITY if value > 0 else -_INFINITY
 
 
 class Handle:

@@ -585,7 +585,7 @@ class Response:
         if self._state == _DONE:
             self._refuse("write")
             return False
-        data = chunk.encode("utf-8") if isinstance(chunk, str) else bytes(chunk)
+        data = _body_bytes(chunk, "write")
         if self._state == _FRESH:
             self._start_stream()
             if self._state == _DONE:
@@ -685,7 +685,7 @@ class Response:
         if self._state == _DONE:
             self._refuse("end")
             return
-        payload = b"" if data is None else data.encode("utf-8") if isinstance(data, str) else bytes(data)
+        payload = b"" if data is None else _body_bytes(data, "end")
         if self._state == _FRESH:
             self._state = _DONE
             if "connection" in self._headers:
@@ -770,7 +770,7 @@ class Response:
             return
         self.on_finish(lambda: _close_iterator(iterator))  # ended, or the client went away
 
-        def pump() -> None:
+        def pump(first: bool = False) -> None:
             while self._state != _DONE:
                 try:
                     chunk = next(iterator)
@@ -781,14 +781,21 @@ class Response:
                 except Exception as exc:
                     if on_error is not None:
                         on_error(exc)
-                    elif self._conn is not None:
+                        return
+                    if first and self._state == _FRESH:
+                        raise  # nothing sent yet: the handler's error, so a 500 page says so
+                    logging.getLogger("evserve").exception(
+                        "error producing the body of %s %s: connection aborted",
+                        self.req.method, self.req.original_url)
+                    if self._conn is not None:
                         self._conn.abort()
                     return
+                first = False
                 if not self.write(chunk) and self._state != _DONE:
                     self.on_drain(pump)
                     return
 
-        pump()
+        pump(first=True)
 
     def _drained(self) -> None:
         waiters = self._drain_waiters
@@ -896,8 +903,10 @@ def _same_origin_referer(req: Request) -> str:
         port = parts.port
     except ValueError:
         return "/"
+    # What is returned is what was checked: the form as read, so that percent-encoding the
+    # raw text (a "\\" becomes "%5C") cannot move an "@" into the authority afterwards.
     if not parts.scheme and not parts.netloc and not seen.startswith("//"):
-        return referer  # a relative reference stays on this origin
+        return seen  # a relative reference stays on this origin
     scheme = parts.scheme.lower() or req.protocol
     if scheme != req.protocol or parts.username is not None or parts.password is not None:
         return "/"
@@ -912,7 +921,7 @@ def _same_origin_referer(req: Request) -> str:
         and parts.hostname == own.hostname
         and str(port or default) == str(own_port or default)
     )
-    return referer if same else "/"
+    return seen if same else "/"
 
 
 class _DrainWaiter:
@@ -928,6 +937,16 @@ class _DrainWaiter:
 
     def fail(self) -> None:
         self.future.set_exception(ResponseStateError("cannot drain: the response takes no more body"))
+
+
+def _body_bytes(data: Any, what: str) -> bytes:
+    """``data`` (str, as UTF-8, or a bytes-like object) as bytes; anything else is a mistake
+    (``bytes(5)`` would be five NUL bytes, ``bytes(10**10)`` ten gigabytes)."""
+    if isinstance(data, str):
+        return data.encode("utf-8")
+    if isinstance(data, (bytes, bytearray, memoryview)):
+        return bytes(data)
+    raise TypeError(f"{what}() takes str or bytes, not {type(data).__name__}")
 
 
 def _close_iterator(iterator: Any) -> None:

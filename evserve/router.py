@@ -716,9 +716,10 @@ def _call(walk: Any, fn: Callable[..., Any], args: tuple[Any, ...], err: Any, ro
                 task = _start_task(result, args)
                 if task.done():
                     exc = task.exception()
-                    if exc is not None:
+                    if exc is None:
+                        _returned_a_value(fn, task.result(), args[-1] if role == HANDLER else None)
+                    elif not _stopped_streaming(exc, walk.res, fn):
                         raise exc
-                    _returned_a_value(fn, task.result(), args[-1] if role == HANDLER else None)
                 else:
                     task.add_done_callback(lambda t: _async_done(walk, t, fn, role == HANDLER))
             elif walk.pending is _NOTHING and role != _CALL_SUB:
@@ -740,7 +741,7 @@ def _await_result(walk: Any, coro: Coroutine[Any, Any, Any], args: tuple[Any, ..
         if task.done():
             exc = task.exception()
             if exc is not None:
-                return exc
+                return _NOTHING if _stopped_streaming(exc, walk.res, None) else exc
         else:
             task.add_done_callback(lambda t: _async_done(walk, t, None, False))
     except Exception as exc:
@@ -763,13 +764,18 @@ def _async_done(walk: Any, task: Any, fn: Callable[..., Any] | None, is_handler:
         if is_handler and fn is not None:
             _returned_a_value(fn, task.result(), walk.res)
         return
-    res = walk.res
+    if not _stopped_streaming(exc, walk.res, fn):
+        walk(exc)
+
+
+def _stopped_streaming(exc: BaseException, res: Response, fn: Any) -> bool:
+    """Whether ``exc`` is ``await res.drain()`` refusing on a response that takes no more body
+    (client gone, HEAD, 204, 304): how a streaming loop is meant to end, not the handler's
+    error. Logged at DEBUG then."""
     if isinstance(exc, ResponseStateError) and res.finished and (res._quiet or res.req.aborted):
-        # ``await res.drain()`` on a response that takes no more body (client gone, HEAD):
-        # how a streaming loop is meant to end, not the handler's error.
         log.debug("%r stopped streaming: %s", fn, exc)
-        return
-    walk(exc)
+        return True
+    return False
 
 
 # What a handler returns when it meant it as the response (Flask's habit): evserve sends only

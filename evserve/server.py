@@ -368,7 +368,8 @@ class Server:
             if conn.deadline <= now:
                 conn.check_deadline(now)
             transport = conn.transport
-            if isinstance(transport, SocketTransport) and transport.write_deadline <= now:
+            if isinstance(transport, SocketTransport) and transport.write_deadline <= now \
+                    and transport.write_stalled(now):
                 conn.write_timed_out()
         if self._connections:
             self._sweep_handle = self.reactor.call_later(self._tick, self._sweep)

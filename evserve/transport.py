@@ -17,11 +17,14 @@ unprocessed; only then does the socket stop being watched for input.
 from __future__ import annotations
 
 import errno
+import fcntl
 import logging
 import os
 import selectors
 import socket
 import struct
+import sys
+import termios
 from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -40,6 +43,8 @@ RECV_SIZE = 65536
 FILE_CHUNK = 65536  # bytes read per step when sendfile is not available
 _CONNECTION_ERRORS = (ConnectionError, TimeoutError)
 _HAS_SENDFILE = hasattr(os, "sendfile")
+# Linux's SIOCOUTQ (the same number as TIOCOUTQ): unacknowledged bytes in a socket's send queue.
+_SIOCOUTQ: int | None = getattr(termios, "TIOCOUTQ", None) if sys.platform.startswith("linux") else None
 _LINGER_RESET = struct.pack("ii", 1, 0)  # close() sends RST: an abort, not a goodbye
 LINGER_TIME = 2.0  # seconds a closing socket keeps draining input so the peer sees our response
 LINGER_SIZE = 1 << 20  # most bytes discarded while lingering
@@ -76,6 +81,7 @@ class SocketTransport:
         "_out",
         "_out_size",
         "_paused",
+        "_queued_at_arm",
         "_reactor",
         "_read_budget",
         "_sock",
@@ -97,6 +103,7 @@ class SocketTransport:
         self.low_water = high_water // 4
         self.write_timeout = write_timeout
         self.write_deadline = float("inf")
+        self._queued_at_arm: int | None = None  # the kernel's send queue when it was armed
         self._out: deque[memoryview | _FileSegment] = deque()
         self._out_size = 0
         # Output held while input is handled (see _read): None when not corked.
@@ -322,7 +329,7 @@ class SocketTransport:
                 break
             out.popleft()
         if progressed:
-            self.write_deadline = self._reactor.time() + self.write_timeout
+            self._arm_write_deadline()
         if not out:
             self._stop_writing()
             if self._closing:
@@ -388,9 +395,39 @@ class SocketTransport:
         seg.count -= sent
         return sent
 
+    def _arm_write_deadline(self) -> None:
+        self.write_deadline = self._reactor.time() + self.write_timeout
+        self._queued_at_arm = self._kernel_queued()
+
+    def _kernel_queued(self) -> int | None:
+        """Bytes in the socket's send queue the peer has not acknowledged (Linux's SIOCOUTQ),
+        or None where the OS does not say."""
+        if _SIOCOUTQ is None or self._sock is None:
+            return None
+        try:
+            return int(struct.unpack("i", fcntl.ioctl(self._fd, _SIOCOUTQ, b"\0\0\0\0"))[0])
+        except OSError:
+            return None
+
+    def write_stalled(self, now: float) -> bool:
+        """At a passed ``write_deadline``: whether the peer really left our output unread.
+
+        Our own queue moves only when the kernel's send buffer has room again, which with a
+        large buffer and a slow reader can take longer than ``write_timeout`` even though the
+        peer reads all along. So the kernel is asked: if its queue shrank since the deadline
+        was armed, the peer read some, and the deadline restarts from now.
+        """
+        queued = self._kernel_queued()
+        armed = self._queued_at_arm
+        if queued is not None and armed is not None and queued < armed:
+            self.write_deadline = now + self.write_timeout
+            self._queued_at_arm = queued
+            return False
+        return True
+
     def _start_writing(self) -> None:
         if not self._events & EVENT_WRITE:
-            self.write_deadline = self._reactor.time() + self.write_timeout
+            self._arm_write_deadline()
             self._set_events(self._events | EVENT_WRITE)
 
     def _stop_writing(self) -> None:

@@ -271,6 +271,11 @@ def test_handler_timeout_is_validated(value):
     ("data:text/html,x", "/"),
     ("http:evil.example", "/"),
     ("http://[::1/", "/"),
+    # Checked as a browser reads it ("\\" is "/") and sent in that form: percent-encoding the
+    # raw text would turn "\\@" into "%5C@" and make evil.example the host.
+    ("http://test\\@evil.example/", "http://test/@evil.example/"),
+    ("//test\\@evil.example/", "//test/@evil.example/"),
+    ("/a\\b", "/a/b"),
     ("http://test:99999/", "/"),
 ])
 def test_back_uses_only_a_same_origin_referer(referer, expected):
@@ -293,3 +298,63 @@ def test_back_follows_the_trusted_proxy_origin():
             "X-Forwarded-Proto": "https", "X-Forwarded-Host": "shop.example",
             "Referer": "https://shop.example/cart"})
         assert client.read_response().header("Location") == "https://shop.example/cart"
+
+
+def test_head_on_an_async_loop_that_ends_before_suspending_is_quiet(caplog):
+    app = App()
+
+    @app.get("/loop")
+    async def loop(req, res):
+        while True:  # for a HEAD, write() and drain() refuse at once: no await suspends
+            res.write("x")
+            await res.drain()
+
+    with caplog.at_level(logging.DEBUG, logger="evserve"), app.run_in_thread() as server:
+        for _ in range(2):
+            res = requests.head(server.url + "/loop", timeout=DEADLINE)
+            assert (res.status_code, res.content) == (200, b"")
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+@pytest.mark.parametrize("value", [5, 10**10, 1.5, ["a"], {"a": 1}])
+def test_write_and_end_take_only_text_or_bytes(value):
+    app = App()
+    outcomes = []
+
+    @app.get("/write")
+    def write(req, res):
+        try:
+            res.write(value)
+        except TypeError as exc:
+            outcomes.append(str(exc))
+            raise
+
+    @app.get("/end")
+    def end(req, res):
+        res.end(value)
+
+    with app.run_in_thread() as server:
+        assert requests.get(server.url + "/write", timeout=DEADLINE).status_code == 500
+        assert requests.get(server.url + "/end", timeout=DEADLINE).status_code == 500
+    assert "write() takes str or bytes" in outcomes[0]
+
+
+def test_a_failing_body_iterable_is_logged(caplog):
+    app = App()
+
+    def body(fail_first):
+        if fail_first:
+            raise RuntimeError("boom before anything")
+        yield b"a"
+        raise RuntimeError("boom mid-stream")
+
+    app.get("/first", lambda req, res: res.stream(body(True)))
+    app.get("/later", lambda req, res: res.stream(body(False)))
+    with caplog.at_level(logging.ERROR, logger="evserve"), app.run_in_thread() as server:
+        # Nothing sent yet: the handler's error, so a 500 page.
+        assert requests.get(server.url + "/first", timeout=DEADLINE).status_code == 500
+        with RawClient(server) as client:
+            client.request("GET", "/later")
+            assert client.wait_closed()  # the head was sent: the only honest end is a cut
+    messages = [r.getMessage() + str(r.exc_info) for r in caplog.records]
+    assert any("boom mid-stream" in m for m in messages), messages

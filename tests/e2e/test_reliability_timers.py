@@ -111,3 +111,13 @@ def test_an_infinite_timeout_setting_means_no_limit_and_still_stops(setting):
         thread.start()
         thread.join(DEADLINE)
         assert not thread.is_alive()
+
+
+def test_an_int_past_a_float_is_an_infinite_delay():
+    reactor = Reactor()
+    ran = []
+    reactor.call_later(10**400, ran.append, "never")
+    reactor.call_later(-(10**400), ran.append, "now")
+    reactor.run_once(0)
+    assert ran == ["now"]
+    reactor.close()
