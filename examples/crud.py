@@ -8,7 +8,7 @@ The resource::
 
     POST   /data        a record -> 201 {"id": n}, Location: /data/n
     GET    /data        one page of [{"id": n, "data": {...}}, ...] in id order:
-                        ?limit= (100, max 1000), ?after=ID (records after that id), ?offset=;
+                        ?limit= (1 to 1000, default 100), ?after=ID (records after that id), ?offset=;
                         at most 1 MiB; while more follow, Link: </data?after=ID&limit=N>; rel="next"
     GET    /data/:id    {"id": n, "data": {...}}
     PUT    /data/:id    replace -> 200 with the record
@@ -58,6 +58,9 @@ SERVER_MAX_BODY = 1024 * 1024  # ...so that a body over it gets this example's J
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
 MAX_DIGITS = 18  # integers SQLite can hold (64-bit), and well inside int()'s own digit limit
+# The page reads records with JavaScript's JSON.parse: an integer beyond 2**53 would come back
+# rounded from an edit that changed nothing, so the store refuses it (RFC 8259 section 6).
+MAX_SAFE_INTEGER = 2**53 - 1
 BUSY_TIMEOUT = 1.0  # seconds a write waits for another program's lock before a 503
 JSON_TYPES = ["application/json", "+json"]  # +json: RFC 7396's application/merge-patch+json too
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -101,7 +104,24 @@ def record_text(data: Any) -> str:
         raise HTTPError(400, "a record's numbers must be finite (one is too large for JSON)") from None
     if size > MAX_RECORD_SIZE:
         raise HTTPError(413, f"a record may take at most {MAX_RECORD_SIZE} bytes as JSON, not {size}")
+    if _unsafe_integer(data):
+        raise HTTPError(400, f"a record's integers must lie within ±{MAX_SAFE_INTEGER} (JavaScript "
+                             "would round larger ones)")
     return json.dumps(data)
+
+
+def _unsafe_integer(value: Any) -> bool:
+    """Whether ``value`` (decoded JSON) holds an integer JavaScript cannot represent exactly."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+        elif type(item) is int and abs(item) > MAX_SAFE_INTEGER:
+            return True
+    return False
 
 
 class Store:
@@ -263,8 +283,8 @@ def json_object(req: Any) -> dict[str, Any]:
     return req.body
 
 
-def query_int(req: Any, name: str, default: int, maximum: int | None = None) -> int:
-    """A non-negative integer query parameter (capped at ``maximum``), or a 400."""
+def query_int(req: Any, name: str, default: int, maximum: int | None = None, minimum: int = 0) -> int:
+    """An integer query parameter from ``minimum`` up (capped at ``maximum``), or a 400."""
     raw = req.query.get(name)
     if raw is None or raw == "":
         return default
@@ -275,6 +295,8 @@ def query_int(req: Any, name: str, default: int, maximum: int | None = None) -> 
             raise HTTPError(400, f"{name} is too large")
         return maximum
     value = int(raw)
+    if value < minimum:
+        raise HTTPError(400, f"{name} must be at least {minimum}")
     return min(value, maximum) if maximum is not None else value
 
 
@@ -350,12 +372,12 @@ def create_app(db_path: str | None = None) -> App:
         res.status(201).location(f"/data/{new_id}").json({"id": new_id})
 
     def list_records(req, res):
-        limit = query_int(req, "limit", DEFAULT_LIMIT, MAX_LIMIT)
+        limit = query_int(req, "limit", DEFAULT_LIMIT, MAX_LIMIT, minimum=1)
         after = query_int(req, "after", 0)
         offset = query_int(req, "offset", 0)
         records, more = store.page(after, offset, limit)
         if more and records:
-            path = req.original_url.partition("?")[0]
+            path = req.base_url + req.path  # the path as routed: never another host's URL
             res.links({"next": f"{path}?after={records[-1]['id']}&limit={limit}"})
         res.json(records)
 

@@ -224,7 +224,7 @@ def test_list_is_in_id_order_with_limit_after_and_offset(api):
     assert ids("?after=3") == [4, 5]  # a deleted record is still a place to continue from
     assert ids("?after=4&limit=1") == [5]
     assert ids("?after=5") == []
-    assert ids("?limit=0") == []
+    assert api.get("/data?limit=0").status_code == 400  # an empty page would look like the end
     assert ids("?offset=4") == []
     assert ids("?offset=1000000") == []
     assert ids("?limit=&offset=&after=") == [1, 2, 4, 5]  # empty means the default
@@ -961,3 +961,28 @@ def test_the_files_the_example_writes_are_ignored_by_git(tmp_path):
         assert running.terminate() == 0, running.log()
     for name in (*written, "crud.sqlite3-journal", "records.sqlite3-wal"):
         assert git_ignores(name), f"{name} is not in .gitignore"
+
+
+
+def test_integers_javascript_would_round_are_refused(api):
+    # The page reads records with JSON.parse: 2**53 and above would come back rounded.
+    for value in (2**53, -(2**53), 12345678901234567890):
+        res = api.post("/data", json={"big": value})
+        assert res.status_code == 400, value
+        assert "integers" in res.json()["error"]
+    assert api.post("/data", json={"ok": 2**53 - 1, "neg": -(2**53 - 1), "f": 1e300}).status_code == 201
+
+
+def test_a_zero_limit_is_a_400(api):
+    api.create({"a": 1})
+    assert api.get("/data?limit=0").status_code == 400
+
+
+def test_the_next_link_of_an_absolute_form_request_stays_on_this_server(api):
+    for i in range(3):
+        api.create({"n": i})
+    host, port = api.url.split("//")[1].split(":")
+    with RawClient((host, int(port))) as client:
+        client.send(b"GET http://evil.example/data?limit=1 HTTP/1.1\r\nHost: evil.example\r\n\r\n")
+        link = client.read_response().header("Link")
+    assert link is not None and "evil.example" not in link and link.startswith("</data?after=")
