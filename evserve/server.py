@@ -51,6 +51,7 @@ ACCEPT_BACKOFF = 0.1  # seconds accepting pauses when the process runs out of de
 _ACCEPT_RESOURCE_ERRORS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 FRESH_GRACE = 1.0  # seconds a connection that has not sent its first request gets at shutdown
 FRESH_POLL = 0.05  # seconds between two looks at such connections
+INF = float("inf")
 
 
 def bind_socket(
@@ -368,9 +369,11 @@ class Server:
             if conn.deadline <= now:
                 conn.check_deadline(now)
             transport = conn.transport
-            if isinstance(transport, SocketTransport) and transport.write_deadline <= now \
-                    and transport.write_stalled(now):
-                conn.write_timed_out()
+            if isinstance(transport, SocketTransport) and transport.write_deadline != INF:
+                if transport.write_deadline > now:
+                    transport.sample_kernel_queue()
+                elif transport.write_stalled(now):
+                    conn.write_timed_out()
         if self._connections:
             self._sweep_handle = self.reactor.call_later(self._tick, self._sweep)
 

@@ -45,7 +45,9 @@ _CONNECTION_ERRORS = (ConnectionError, TimeoutError)
 _HAS_SENDFILE = hasattr(os, "sendfile")
 # Linux's SIOCOUTQ (the same number as TIOCOUTQ): unacknowledged bytes in a socket's send queue.
 _SIOCOUTQ: int | None = getattr(termios, "TIOCOUTQ", None) if sys.platform.startswith("linux") else None
-_LINGER_RESET = struct.pack("ii", 1, 0)  # close() sends RST: an abort, not a goodbye
+_LINGER_RESET = struct.pack("ii", 1, 0)
+_INF = float("inf")
+READ_PROGRESS = 65536  # bytes the kernel's send queue must shrink by to count as the peer reading  # close() sends RST: an abort, not a goodbye
 LINGER_TIME = 2.0  # seconds a closing socket keeps draining input so the peer sees our response
 LINGER_SIZE = 1 << 20  # most bytes discarded while lingering
 PAUSED_READ_SIZE = 65536  # most bytes read while paused (buffered, unprocessed, by the connection)
@@ -397,7 +399,17 @@ class SocketTransport:
 
     def _arm_write_deadline(self) -> None:
         self.write_deadline = self._reactor.time() + self.write_timeout
-        self._queued_at_arm = self._kernel_queued()
+        self._queued_at_arm = None  # sampled by the next sweep (see sample_kernel_queue)
+
+    def sample_kernel_queue(self) -> None:
+        """Note the kernel's send queue once after the write deadline was armed.
+
+        Called by the server's sweep, a tick after the arming rather than at it: by then the
+        bytes in flight have reached the peer's receive buffer, so a shrinking queue later on
+        means the peer's application read, not only its kernel.
+        """
+        if self._queued_at_arm is None and self.write_deadline != _INF:
+            self._queued_at_arm = self._kernel_queued()
 
     def _kernel_queued(self) -> int | None:
         """Bytes in the socket's send queue the peer has not acknowledged (Linux's SIOCOUTQ),
@@ -417,9 +429,11 @@ class SocketTransport:
         peer reads all along. So the kernel is asked: if its queue shrank since the deadline
         was armed, the peer read some, and the deadline restarts from now.
         """
-        queued = self._kernel_queued()
         armed = self._queued_at_arm
-        if queued is not None and armed is not None and queued < armed:
+        queued = self._kernel_queued() if armed is not None else None
+        # A few KiB can still move without the peer's application (its kernel prunes and
+        # reopens its window a little): progress is a real read, READ_PROGRESS or half the queue.
+        if queued is not None and armed is not None and armed - queued >= min(READ_PROGRESS, armed // 2):
             self.write_deadline = now + self.write_timeout
             self._queued_at_arm = queued
             return False
