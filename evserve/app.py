@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from evserve.config import Config
 from evserve.errors import HTTPError
-from evserve.request import origin_form
+from evserve.request import origin_form, trust_predicate
 from evserve.router import Router, _Walk
 from evserve.server import DEFAULT_HOST, DEFAULT_PORT
 from evserve.status import reason_phrase
@@ -77,6 +77,8 @@ class App(Router):
         for name in settings:
             if name not in DEFAULT_SETTINGS:
                 raise TypeError(_unknown_setting(name))
+        if "trust_proxy" in settings:
+            trust_predicate(settings["trust_proxy"])  # a bad address fails here, not per request
         merged = {**DEFAULT_SETTINGS, **settings}
         super().__init__(case_sensitive=bool(merged["case_sensitive"]), strict=bool(merged["strict"]))
         self.settings: dict[str, Any] = merged
@@ -113,10 +115,18 @@ class App(Router):
         """Set the setting ``name`` (as Express's ``app.set``) and return the app.
 
         Any name is accepted (the application's own settings live here too); mounted sub-apps
-        that were not given ``name`` themselves inherit the new value.
+        that were not given ``name`` themselves inherit the new value. Express's spellings of
+        evserve's settings (``"trust proxy"``, ``"json spaces"``, ``"case sensitive routing"``,
+        ``"strict routing"``, ``"query parser"``) set them. ``trust_proxy`` is checked here.
+
+        Raises:
+            TypeError, ValueError: ``name`` is not a str, or a ``trust_proxy`` that cannot work.
         """
         if not isinstance(name, str):
             raise TypeError(f"a setting name is a str, not {name!r}")
+        name = _EXPRESS_NAMES.get(name, name)
+        if name == "trust_proxy":
+            trust_predicate(value)
         self.settings[name] = value
         self._explicit.add(name)
         for child in self._children:
@@ -268,6 +278,16 @@ def _check_server_settings(config: Mapping[str, Any], entry: str) -> None:
         if name in DEFAULT_SETTINGS and name not in _SERVER_SETTINGS:
             raise TypeError(f"{name!r} is an App setting, not a server setting: pass it to "
                             f"App({name}=...), not {entry}()")
+
+
+# Express's app.set names for settings evserve spells in snake_case.
+_EXPRESS_NAMES = {
+    "trust proxy": "trust_proxy",
+    "json spaces": "json_spaces",
+    "case sensitive routing": "case_sensitive",
+    "strict routing": "strict",
+    "query parser": "query_parser",
+}
 
 
 def _call_refusal_hooks(router: Router, path: str, req: Request, res: Response) -> None:

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from evserve.reactor import Reactor
     from evserve.response import Response
 
-__all__ = ["Request", "origin_form"]
+__all__ = ["Request", "origin_form", "trust_predicate"]
 
 _UNSET: Any = object()
 
@@ -343,7 +343,7 @@ class Request:
 
     def _trust(self) -> Callable[[str, int], bool]:
         setting = self.app.settings.get("trust_proxy", False) if self.app is not None else False
-        return _trust_function(setting)
+        return trust_predicate(setting)
 
     @property
     def ips(self) -> list[str]:
@@ -520,8 +520,13 @@ def _is_ip(value: str) -> bool:
 _TRUST_CACHE: dict[Any, Callable[[str, int], bool]] = {}
 
 
-def _trust_function(setting: Any) -> Callable[[str, int], bool]:
-    """Turn an App ``trust_proxy`` setting into ``fn(address, hop_index) -> bool``."""
+def trust_predicate(setting: Any) -> Callable[[str, int], bool]:
+    """Turn an App ``trust_proxy`` setting into ``fn(address, hop_index) -> bool``.
+
+    Raises:
+        ValueError: an address or CIDR that does not parse (``"10.0.0.0/33"``, ``"yes"``).
+        TypeError: a setting of another kind (a float, a dict...).
+    """
     # Keyed with the type too: True == 1 and hash(True) == hash(1), but True trusts every hop
     # and 1 trusts one.
     key: Any = (type(setting), tuple(setting) if isinstance(setting, list) else setting)
@@ -544,6 +549,9 @@ def _trust_function(setting: Any) -> Callable[[str, int], bool]:
             return i < hops
     elif callable(setting):
         fn = setting
+    elif not isinstance(setting, (str, list, tuple)):
+        raise TypeError(f"trust_proxy is True, False, a hop count, addresses/CIDRs or a function, "
+                        f"not {setting!r}")
     else:
         items = [setting] if isinstance(setting, str) else list(setting)
         names = {"loopback": ["127.0.0.0/8", "::1/128"],
@@ -554,7 +562,12 @@ def _trust_function(setting: Any) -> Callable[[str, int], bool]:
             for part in str(item).split(","):
                 part = part.strip()
                 for cidr in names.get(part, [part]):
-                    nets.append(ipaddress.ip_network(cidr, strict=False))
+                    try:
+                        nets.append(ipaddress.ip_network(cidr, strict=False))
+                    except ValueError:
+                        raise ValueError(
+                            f"trust_proxy: {cidr!r} is not an address, a CIDR, or one of "
+                            "loopback, linklocal, uniquelocal") from None
 
         def fn(addr: str, i: int) -> bool:
             try:

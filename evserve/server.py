@@ -103,6 +103,15 @@ def format_url(host: str, port: int) -> str:
     return f"http://{host}:{port}"
 
 
+def where_listening(host: str, port: int) -> str:
+    """How the listening line names the address: its URL, and for a wildcard host (``""``,
+    ``0.0.0.0``, ``::``) that every interface is served, which the local URL alone would hide."""
+    url = format_url(host, port)
+    if host in ("", "0.0.0.0", "::"):
+        return f"{url} and every other interface of this machine (host {host or '0.0.0.0'!r})"
+    return url
+
+
 def free_port_near(host: str, port: int) -> int | None:
     """A port above ``port`` that can be bound on ``host`` now, or None (for error hints)."""
     for candidate in range(port + 1, min(port + 50, 65536)):
@@ -513,7 +522,7 @@ def serve(app: Any, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, **config
             reactor.close()
             raise
         run_until_signal(reactor, server, lambda: log.info(
-            "evserve listening on %s (press Ctrl-C to quit)", server.url))
+            "evserve listening on %s (press Ctrl-C to quit)", where_listening(host, server.port)))
 
 
 def run_until_signal(reactor: Reactor, server: Server, ready: Callable[[], object] | None = None) -> None:

@@ -47,7 +47,9 @@ _HAS_SENDFILE = hasattr(os, "sendfile")
 _SIOCOUTQ: int | None = getattr(termios, "TIOCOUTQ", None) if sys.platform.startswith("linux") else None
 _LINGER_RESET = struct.pack("ii", 1, 0)
 _INF = float("inf")
-READ_PROGRESS = 65536  # bytes the kernel's send queue must shrink by to count as the peer reading  # close() sends RST: an abort, not a goodbye
+# Bytes the kernel's send queue must shrink by to count as the peer reading: above the couple of
+# KiB a peer's kernel can still take while its application reads nothing.
+READ_PROGRESS = 8192  # close() sends RST: an abort, not a goodbye
 LINGER_TIME = 2.0  # seconds a closing socket keeps draining input so the peer sees our response
 LINGER_SIZE = 1 << 20  # most bytes discarded while lingering
 PAUSED_READ_SIZE = 65536  # most bytes read while paused (buffered, unprocessed, by the connection)
@@ -432,7 +434,9 @@ class SocketTransport:
         armed = self._queued_at_arm
         queued = self._kernel_queued() if armed is not None else None
         # A few KiB can still move without the peer's application (its kernel prunes and
-        # reopens its window a little): progress is a real read, READ_PROGRESS or half the queue.
+        # reopens its window a little): progress is READ_PROGRESS, or half the queue. A peer
+        # only tells of its reads through its window, which it reopens by at least a segment:
+        # on loopback (64 KiB segments) a reader slower than that per write_timeout is dropped.
         if queued is not None and armed is not None and armed - queued >= min(READ_PROGRESS, armed // 2):
             self.write_deadline = now + self.write_timeout
             self._queued_at_arm = queued

@@ -42,11 +42,11 @@ from evserve.server import (
     Server,
     bind_socket,
     force_exit,
-    format_url,
     listen_error_message,
     listen_or_exit,
     run_until_signal,
     thread_wait,
+    where_listening,
 )
 
 __all__ = ["serve_workers"]
@@ -179,7 +179,7 @@ class _Master:
             for slot in range(self.config.workers):
                 self.serving[slot] = self._start(slot)
             log.info("evserve listening on %s with %d workers (press Ctrl-C to quit)",
-                     format_url(self.host, self.port), self.config.workers)
+                     where_listening(self.host, self.port), self.config.workers)
             while self.workers or not self.stopping:
                 self._turn()
         finally:
