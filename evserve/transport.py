@@ -45,11 +45,11 @@ _CONNECTION_ERRORS = (ConnectionError, TimeoutError)
 _HAS_SENDFILE = hasattr(os, "sendfile")
 # Linux's SIOCOUTQ (the same number as TIOCOUTQ): unacknowledged bytes in a socket's send queue.
 _SIOCOUTQ: int | None = getattr(termios, "TIOCOUTQ", None) if sys.platform.startswith("linux") else None
-_LINGER_RESET = struct.pack("ii", 1, 0)
+_LINGER_RESET = struct.pack("ii", 1, 0)  # close() sends RST: an abort, not a goodbye
 _INF = float("inf")
 # Bytes the kernel's send queue must shrink by to count as the peer reading: above the couple of
 # KiB a peer's kernel can still take while its application reads nothing.
-READ_PROGRESS = 8192  # close() sends RST: an abort, not a goodbye
+READ_PROGRESS = 8192
 LINGER_TIME = 2.0  # seconds a closing socket keeps draining input so the peer sees our response
 LINGER_SIZE = 1 << 20  # most bytes discarded while lingering
 PAUSED_READ_SIZE = 65536  # most bytes read while paused (buffered, unprocessed, by the connection)
