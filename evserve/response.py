@@ -598,7 +598,11 @@ class Response:
 
     def _start_stream(self, content_length: int | None = None, *, default_type: bool = True) -> None:
         headers = self._headers
-        if default_type and "content-type" not in headers:
+        if self.status_code == 204 or self.status_code == 304:
+            # No content, so nothing to describe (as for a whole 204/304, see _send_bytes).
+            for key in ("content-type", "content-length", "transfer-encoding"):
+                headers.pop(key, None)
+        elif default_type and "content-type" not in headers:
             headers["content-type"] = ("Content-Type", "text/html; charset=utf-8")
         if content_length is None:
             declared = headers.get("content-length")

@@ -358,3 +358,20 @@ def test_a_failing_body_iterable_is_logged(caplog):
             assert client.wait_closed()  # the head was sent: the only honest end is a cut
     messages = [r.getMessage() + str(r.exc_info) for r in caplog.records]
     assert any("boom mid-stream" in m for m in messages), messages
+
+
+@pytest.mark.parametrize("status", [204, 304])
+def test_a_streamed_204_or_304_describes_no_content(status):
+    app = App()
+
+    @app.get("/")
+    def handler(req, res):
+        res.status(status).type("json")
+        res.write("ignored")
+        res.end()
+
+    with app.run_in_thread() as server, RawClient(server) as client:
+        client.request("GET", "/")
+        res = client.read_response()
+        assert res.status == status and res.body == b""
+        assert res.header("Content-Type") is None and res.header("Transfer-Encoding") is None
