@@ -204,11 +204,16 @@ class Request:
         """
         from evserve.negotiation import accepts, accepts_list
 
-        offers = _flatten(types)
-        header = self.headers.get("accept")
-        if not offers:
-            return accepts_list(header)
-        return accepts(header, offers)
+        return self._negotiate("accept", types, accepts, accepts_list)
+
+    def _negotiate(self, header_name: str, offers: tuple[str | list[str], ...],
+                   pick: Callable[[str | None, list[str]], str | None],
+                   listing: Callable[[str | None], list[str]]) -> str | list[str] | None:
+        """The best of ``offers`` for the ``header_name`` header, or with no offers the
+        client's preferences in order (Express 5's accepts* with no arguments)."""
+        flat = _flatten(offers)
+        header = self.headers.get(header_name)
+        return pick(header, flat) if flat else listing(header)
 
     @overload
     def accepts_charsets(self) -> list[str]: ...
@@ -227,11 +232,7 @@ class Request:
         """
         from evserve.negotiation import accepts_charsets, accepts_charsets_list
 
-        offers = _flatten(charsets)
-        header = self.headers.get("accept-charset")
-        if not offers:
-            return accepts_charsets_list(header)
-        return accepts_charsets(header, offers)
+        return self._negotiate("accept-charset", charsets, accepts_charsets, accepts_charsets_list)
 
     @overload
     def accepts_encodings(self) -> list[str]: ...
@@ -251,11 +252,7 @@ class Request:
         """
         from evserve.negotiation import accepts_encodings, accepts_encodings_list
 
-        offers = _flatten(encodings)
-        header = self.headers.get("accept-encoding")
-        if not offers:
-            return accepts_encodings_list(header)
-        return accepts_encodings(header, offers)
+        return self._negotiate("accept-encoding", encodings, accepts_encodings, accepts_encodings_list)
 
     @overload
     def accepts_languages(self) -> list[str]: ...
@@ -274,11 +271,7 @@ class Request:
         """
         from evserve.negotiation import accepts_languages, accepts_languages_list
 
-        offers = _flatten(languages)
-        header = self.headers.get("accept-language")
-        if not offers:
-            return accepts_languages_list(header)
-        return accepts_languages(header, offers)
+        return self._negotiate("accept-language", languages, accepts_languages, accepts_languages_list)
 
     @property
     def xhr(self) -> bool:
