@@ -13,12 +13,14 @@ from typing import TYPE_CHECKING, Any
 
 from evserve.config import Config
 from evserve.errors import HTTPError
+from evserve.express import request_pair
 from evserve.request import origin_form, trust_predicate
 from evserve.router import Router, _Walk
 from evserve.server import DEFAULT_HOST, DEFAULT_PORT
 from evserve.status import reason_phrase
 
 if TYPE_CHECKING:
+    from evserve.exchange import Exchange
     from evserve.request import Request
     from evserve.response import Response
     from evserve.server import Server
@@ -133,10 +135,22 @@ class App(Router):
             child._inherit(self.settings, {id(self)})
         return self
 
-    def _attach_server(self, server: Server) -> None:
+    def attach_server(self, server: Server) -> None:
+        """Called by the ``Server`` that serves this app: ``app.server`` is it from then on."""
         self.server = server
 
     # -- handling ---------------------------------------------------------------------------------
+
+    def handle_exchange(self, exchange: Exchange) -> None:
+        """Serve one request of a connection (the app as the connection's handler)."""
+        req, res = request_pair(exchange)
+        req.app = self
+        _Walk(self, req, res, _Final(self, req, res)).run(None)
+
+    def refuse_exchange(self, exchange: Exchange, status: int, reason: str) -> None:
+        """Render a request the server refused after its head (see ``render_protocol_error``)."""
+        req, res = request_pair(exchange)
+        self.render_protocol_error(req, res, status, reason)
 
     def __call__(self, req: Request, res: Response, next_: Callable[..., None] | None = None) -> None:
         """Handle a request: ``app(req, res)`` at the top, ``app(req, res, next)`` when mounted."""

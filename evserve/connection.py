@@ -1,27 +1,35 @@
-"""The per-connection HTTP/1.1 state machine: parser events in, responses out, deadlines kept.
+"""The per-connection HTTP/1.1 state machine: parser events in, exchanges out, deadlines kept.
 
 This module owns the life of one connection and nothing else. It never touches a socket: bytes
 arrive through ``data_received``/``eof_received``, leave through a ``Transport``, and time comes in
-as arguments, so the whole machine can be driven (and fuzzed) without the network.
+as arguments, so the whole machine can be driven (and fuzzed) without the network. Each request
+becomes an ``Exchange`` handed to the connection's handler (``evserve.exchange``); the handler
+answers through it, and the exchange tells the connection when the response is complete.
 
-States and legal moves (``MOVES``)::
+States and legal moves (``MOVES``; every change of ``state`` goes through ``_move``)::
 
     accept ─────────────┐
                         ▼
-    IDLE ──first byte──▶ READING_HEADERS ──head──▶ READING_BODY ──end──▶ HANDLED
+    IDLE ──first byte──▶ READING_HEADERS ──head──▶ READING_BODY ──end──▶ HANDLED ──101──▶ SWITCHED
       ▲                         │  (no body) ─────────────────────────────▶ │
       │                         ▼                                           ▼
       └──────── keep-alive ─ WRITING ◀──────────── response complete ───────┘
                                 │  (Connection: close, error, shutdown, EOF)
                                 ▼
-                             CLOSING ──flushed──▶ CLOSED      (any state ──abort──▶ CLOSED)
+                             CLOSING ──flushed──▶ CLOSED      (any state ──lost/abort──▶ CLOSED)
 
 Deadlines, each counted from the start of its state (a byte does not reset them):
 ``keepalive_timeout`` in IDLE, ``header_timeout`` in READING_HEADERS, ``body_timeout`` in
-READING_BODY. A new connection starts in READING_HEADERS: its first request is due within
-``header_timeout`` of the accept (a client that sends nothing gets a 408, as from Node), and
-``keepalive_timeout`` is the wait between requests only. In HANDLED the application owns the request and no read deadline runs. While output
-is waiting for the peer to read, ``write_timeout`` runs (restarted whenever the peer reads some).
+READING_BODY, ``handler_timeout`` (when set) in HANDLED until the response starts. A new
+connection starts in READING_HEADERS: its first request is due within ``header_timeout`` of the
+accept (a client that sends nothing gets a 408, as from Node), and ``keepalive_timeout`` is the
+wait between requests only. While output is waiting for the peer to read, the transport's
+``write_timeout`` runs. In SWITCHED the connection belongs to another protocol (``upgrade``),
+which keeps its own deadlines.
+
+Two facts are kept beside the state because they cut across it: the peer's end of input
+(``peer_eof``: a client may half-close after its last request and still read the answers) and a
+graceful shutdown in progress (``stopping``: the response in flight is the last).
 """
 
 from __future__ import annotations
@@ -34,23 +42,15 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from evserve.config import Config
 from evserve.errors import ParseError
+from evserve.exchange import Exchange, Handler, as_handler, plain_error
+from evserve.headers import Headers
 from evserve.parser import BodyChunk, EndOfMessage, RequestHead, RequestParser
-from evserve.status import reason_phrase
-from evserve.writer import (
-    LAST_CHUNK,
-    body_allowed,
-    frame_chunk,
-    http_date,
-    serialize_head,
-    status_line,
-)
+from evserve.writer import serialize_head
 
 if TYPE_CHECKING:
     from evserve.reactor import Reactor
-    from evserve.request import Request
-    from evserve.response import Response
 
-__all__ = ["MOVES", "Connection", "State", "Transport"]
+__all__ = ["MOVES", "Connection", "State", "SwitchedProtocol", "Transport"]
 
 log = logging.getLogger("evserve.connection")
 app_log = logging.getLogger("evserve")  # application errors, with their traceback (STYLE.md)
@@ -68,10 +68,11 @@ class State(enum.IntEnum):
     IDLE = 1  # between requests, waiting for the first byte of the next (keepalive_timeout)
     READING_HEADERS = 2  # a new connection, or part of a head received (header_timeout)
     READING_BODY = 3  # head parsed, body arriving (body_timeout)
-    HANDLED = 4  # the application owns the request; it may answer now or later
+    HANDLED = 4  # the handler owns the request; it may answer now or later
     WRITING = 5  # response complete, output waiting for the peer to read
     CLOSING = 6  # the last response is flushing; the connection closes after it
     CLOSED = 7  # nothing more happens
+    SWITCHED = 8  # after a 101: the bytes belong to another protocol (see Exchange.upgrade)
 
 
 _S = State
@@ -79,8 +80,9 @@ MOVES: dict[State, frozenset[State]] = {
     _S.IDLE: frozenset({_S.READING_HEADERS, _S.CLOSING, _S.CLOSED}),
     _S.READING_HEADERS: frozenset({_S.READING_BODY, _S.HANDLED, _S.CLOSING, _S.CLOSED}),
     _S.READING_BODY: frozenset({_S.HANDLED, _S.CLOSING, _S.CLOSED}),
-    _S.HANDLED: frozenset({_S.WRITING, _S.CLOSING, _S.CLOSED}),
+    _S.HANDLED: frozenset({_S.WRITING, _S.SWITCHED, _S.CLOSING, _S.CLOSED}),
     _S.WRITING: frozenset({_S.IDLE, _S.READING_HEADERS, _S.CLOSING, _S.CLOSED}),
+    _S.SWITCHED: frozenset({_S.CLOSING, _S.CLOSED}),
     _S.CLOSING: frozenset({_S.CLOSED}),
     _S.CLOSED: frozenset(),
 }
@@ -92,8 +94,11 @@ _HANDLED = State.HANDLED
 _WRITING = State.WRITING
 _CLOSING = State.CLOSING
 _CLOSED = State.CLOSED
+_SWITCHED = State.SWITCHED
 
-_CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+_CONTINUE = serialize_head(100, ())
+# What each reading state waits for, for the log line of its timeout.
+_WAITING_FOR = {_IDLE: "next request", _READING_HEADERS: "request head", _READING_BODY: "request body"}
 
 
 class Transport(Protocol):
@@ -121,21 +126,44 @@ class Transport(Protocol):
         """Close now, dropping anything queued."""
 
 
-Application = Callable[["Request", "Response"], object]
+class SwitchedProtocol(Protocol):
+    """What takes a connection over after a 101 (``Exchange.upgrade``): a WebSocket, say.
+
+    The connection forwards its transport's events to it; it writes through the transport it
+    is given and closes it when done. ``shutdown`` asks for a graceful end (the server stops).
+    """
+
+    def connection_made(self, transport: Transport) -> None:
+        """The protocol owns ``transport`` from now on."""
+
+    def data_received(self, data: bytes) -> None:
+        """Bytes from the peer (the first call carries those that followed the request)."""
+
+    def eof_received(self) -> None:
+        """The peer closed its sending side."""
+
+    def drained(self) -> None:
+        """Unsent output fell below the low-water mark."""
+
+    def connection_lost(self) -> None:
+        """The connection is closed; nothing more is delivered."""
+
+    def shutdown(self) -> None:
+        """The server is stopping: end the protocol's session gracefully, then close."""
 
 
 class Connection:
-    """One HTTP/1.1 connection: parses requests, hands them to ``app``, frames the responses.
+    """One HTTP/1.1 connection: parses requests, hands each to its handler as an ``Exchange``.
 
     Args:
-        app: called as ``app(req, res)`` for each complete request; it may finish ``res`` before
-            returning or later (from a timer, a coroutine or another thread via the reactor).
+        handler: what answers the requests: a ``Handler`` (an ``App`` is one), or anything
+            ``exchange.as_handler`` accepts (``fn(req, res)``, ``fn(exchange)``).
         config: limits and timeouts.
         transport: where response bytes go.
-        reactor: the reactor running this connection (exposed to the application as
-            ``req.reactor``); ``None`` when driven without one.
+        reactor: the reactor running this connection (exposed to handlers); ``None`` when
+            driven without one.
         peer: the peer's address as ``(host, port, ...)``.
-        secure: whether the transport is TLS (sets ``req.protocol``).
+        secure: whether the transport is TLS (``req.protocol`` says https).
         clock: returns the current time in seconds (``time.monotonic`` by default).
     """
 
@@ -144,29 +172,28 @@ class Connection:
         "_clock",
         "_close_callbacks",
         "_config",
+        "_exchange",
         "_head",
         "_in_process",
-        "_keep_alive",
         "_linger",
-        "_no_body",
         "_parser",
-        "_peer_eof",
-        "_res",
-        "_stopping",
-        "app",
+        "_protocol",
         "deadline",
+        "handler",
         "on_closed",
         "peer",
+        "peer_eof",
         "reactor",
         "requests_served",
         "secure",
         "state",
+        "stopping",
         "transport",
     )
 
     def __init__(
         self,
-        app: Application,
+        handler: Any,
         config: Config,
         transport: Transport,
         reactor: Reactor | None = None,
@@ -175,7 +202,7 @@ class Connection:
         secure: bool = False,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.app = app
+        self.handler: Handler = as_handler(handler)
         self._config = config
         self.transport = transport
         self.reactor = reactor
@@ -192,13 +219,12 @@ class Connection:
         self.deadline = clock() + config.header_timeout
         self._head: RequestHead | None = None
         self._body: list[bytes | bytearray] = []
-        self._res: Response | None = None
-        self._keep_alive = True
+        self._exchange: Exchange | None = None
+        self._protocol: SwitchedProtocol | None = None
         self._linger = True
-        self._no_body = False  # the streamed response now sent may carry no body (HEAD, 204, 304)
-        self._peer_eof = False
-        self._stopping = False
-        self._in_process = False
+        self.peer_eof = False  # the peer closed its sending side
+        self.stopping = False  # a graceful shutdown: the response in flight is the last
+        self._in_process = False  # _process is on the stack (it is not re-entered)
         self.requests_served = 0
         self.on_closed: Callable[[Connection], object] | None = None
         self._close_callbacks: list[Callable[[], object]] = []
@@ -211,13 +237,18 @@ class Connection:
         self.state = new
 
     @property
+    def config(self) -> Config:
+        """The limits and timeouts in force."""
+        return self._config
+
+    @property
     def linger_on_close(self) -> bool:
         """Whether closing should drain the peer's input for a while first (see the transport).
 
         False when nothing more can come: the peer sent EOF, or the last request asked for the
         close itself (``Connection: close``, HTTP/1.0), was read whole and nothing followed it.
         """
-        return self._linger and not self._peer_eof
+        return self._linger and not self.peer_eof
 
     @property
     def is_idle(self) -> bool:
@@ -225,18 +256,27 @@ class Connection:
         return self.state is _IDLE
 
     @property
-    def current_response(self) -> Response | None:
-        """The response the application owns now, if any."""
-        return self._res
+    def current_exchange(self) -> Exchange | None:
+        """The exchange whose response is not complete yet, if any."""
+        return self._exchange
+
+    def write_blocked(self) -> bool:
+        """Whether unsent output is above the high-water mark (a writer should wait)."""
+        return self.transport.buffer_size() > self._config.write_buffer_size
 
     # -- input -----------------------------------------------------------------------------
 
     def data_received(self, data: bytes) -> None:
         """Feed bytes received from the peer."""
-        if self.state is _CLOSED:
+        state = self.state
+        if state is _CLOSED:
+            return
+        if state is _SWITCHED:
+            if self._protocol is not None:
+                self._protocol.data_received(data)
             return
         self._parser.receive_data(data)
-        if self.state is _IDLE:
+        if state is _IDLE:
             self._move(_READING_HEADERS)
             self.deadline = self._clock() + self._config.header_timeout
         self._process()
@@ -245,7 +285,11 @@ class Connection:
         """The peer closed its sending side; requests already received are still answered."""
         if self.state is _CLOSED:
             return
-        self._peer_eof = True
+        self.peer_eof = True
+        if self.state is _SWITCHED:
+            if self._protocol is not None:
+                self._protocol.eof_received()
+            return
         self._parser.receive_data(b"")
         if self.state is _IDLE or (self.state is _READING_HEADERS and not self._parser.in_message):
             self._close()
@@ -256,13 +300,20 @@ class Connection:
         """The transport is gone (reset, error, or closed by us): free everything now."""
         if self.state is _CLOSED:
             return
-        self.state = _CLOSED  # any state may end here
+        self._move(_CLOSED)  # every state may end here
         self.deadline = INF
-        res = self._res
-        self._res = None
+        exchange = self._exchange
+        self._exchange = None
         self._body = []
-        if res is not None:
-            res._connection_lost()
+        if exchange is not None:
+            exchange.connection_lost()
+        protocol = self._protocol
+        if protocol is not None:
+            self._protocol = None
+            try:
+                protocol.connection_lost()
+            except Exception:
+                log.exception("error in %r.connection_lost", protocol)
         callbacks, self._close_callbacks = self._close_callbacks, []
         for callback in callbacks:
             try:
@@ -280,7 +331,7 @@ class Connection:
             self._close_callbacks.append(callback)
 
     def _process(self) -> None:
-        """Turn buffered bytes into requests until one is left with the application."""
+        """Turn buffered bytes into requests until one is left with the handler."""
         if self._in_process:
             return
         self._in_process = True
@@ -297,12 +348,12 @@ class Connection:
                 try:
                     event = parser.next_event()
                 except ParseError as exc:
-                    self._protocol_error(exc.status, exc.reason, exc.head, exc.method)
+                    self._refuse(exc.status, exc.reason, exc.head, exc.method)
                     break
                 if event is None:
                     if state is _READING_HEADERS and not parser.in_message:
                         # Only empty lines arrived: still idle as far as deadlines go.
-                        if self._peer_eof:
+                        if self.peer_eof:
                             self._close()
                     break
                 kind = type(event)
@@ -331,10 +382,9 @@ class Connection:
         finally:
             self._in_process = False
 
-    # -- handing requests to the application -------------------------------------------------
+    # -- handing requests to the handler -------------------------------------------------------
 
     def _dispatch(self) -> None:
-        Request, Response = _REQUEST_CLASSES or _load_request_classes()
         head = self._head
         if head is None:  # pragma: no cover - the parser always gives a head first
             raise RuntimeError("end of message without a head")
@@ -343,143 +393,41 @@ class Connection:
         self._body = []
         self._move(_HANDLED)
         self.deadline = self._handler_deadline()
-        self._keep_alive = head.keep_alive and not self._stopping
-        req = Request(self, head, raw_body)
-        res = Response(self, req)
-        req.res = res
-        self._res = res
+        exchange = self._exchange = Exchange(self, head, raw_body, head.keep_alive and not self.stopping)
         try:
-            self.app(req, res)
+            self.handler.handle_exchange(exchange)
         except Exception:
-            app_log.exception("unhandled error in application %r", self.app)
-            if self._res is res:
-                if res.headers_sent:
-                    self.abort()
-                else:
-                    self._send_error(500)
-        if self._res is res and self.state is _HANDLED:
+            app_log.exception("unhandled error in handler %r", self.handler)
+            self._handler_failed(exchange)
+        if self._exchange is exchange and self.state is _HANDLED:
             # Answered later: stop reading until it is (pipelined bytes wait in the parser).
             self.transport.pause_reading()
+
+    def _handler_failed(self, exchange: Exchange) -> None:
+        """The handler raised: a 500 if nothing was sent, else the response is cut short."""
+        if self._exchange is not exchange:
+            return
+        if exchange.headers_sent:
+            self.abort()
+        else:
+            plain_error(exchange, 500)
 
     def _handler_deadline(self) -> float:
         timeout = self._config.handler_timeout
         return INF if timeout is None else self._clock() + timeout
 
-    # -- output (called by Response) -------------------------------------------------------
+    # -- called by the exchange ------------------------------------------------------------------
 
-    def send_complete(
-        self,
-        res: Response,
-        status: int,
-        block: str,
-        body: bytes,
-        reason: str | None = None,
-    ) -> None:
-        """Send a whole response with a body of known size, then finish the request.
-
-        ``block`` is the application's header lines, already validated and formatted as
-        ``"Name: value\r\n"`` each; the framing headers (Date, Content-Length, Connection) are
-        the connection's to add (Date only when ``block`` has none).
-        """
-        if self._res is not res:
-            return  # the connection was lost, or this is a stale response
-        head = self._head
-        date = _date_line() if "date" not in res._headers else ""  # Node keeps a Date set
-        if status < 200 or status == 204:
-            body = b""
-            tail = date + _connection_line(self._keep_alive, head)
-        elif (head is not None and head.method == "HEAD") or status == 304:
-            length = "" if status == 304 else f"Content-Length: {len(body)}\r\n"
-            body = b""
-            tail = date + length + _connection_line(self._keep_alive, head)
-        else:
-            tail = f"{date}Content-Length: {len(body)}\r\n{_connection_line(self._keep_alive, head)}"
-        data = f"{status_line(status, reason)}{block}{tail}\r\n".encode("latin-1")
-        if not body:
-            self.transport.write(data)
-        elif len(body) < 65536:
-            self.transport.write(data + body)
-        else:
-            self.transport.write(data)
-            self.transport.write(body)
-        self._finish(res)
-
-    def send_head(
-        self,
-        res: Response,
-        status: int,
-        block: str,
-        content_length: int | None,
-        reason: str | None = None,
-    ) -> bool:
-        """Send the head of a streamed response; returns whether a body is chunked-framed.
-
-        With ``content_length`` None the body is chunked on HTTP/1.1 and close-delimited on 1.0.
-        """
-        if self._res is not res:
-            return False
-        head = self._head
-        method = head.method if head is not None else "GET"
-        version = head.http_version if head is not None else "1.1"
-        framing = ""
-        chunked = False
-        self._no_body = no_body = not body_allowed(method, status)
-        if no_body:
-            if status != 204 and status != 304 and content_length is not None:
-                framing = f"Content-Length: {content_length}\r\n"
-        elif content_length is not None:
-            framing = f"Content-Length: {content_length}\r\n"
-        elif version == "1.1":
-            chunked = True
-            framing = "Transfer-Encoding: chunked\r\n"
-        else:
-            self._keep_alive = False  # close-delimited body for an HTTP/1.0 client
-        date = _date_line() if "date" not in res._headers else ""  # Node keeps a Date set
-        tail = date + framing + _connection_line(self._keep_alive, head)
-        self.transport.write(f"{status_line(status, reason)}{block}{tail}\r\n".encode("latin-1"))
-        return chunked
-
-    def send_body(self, res: Response, data: bytes, chunked: bool) -> None:
-        """Send a piece of a streamed body; dropped when the response may carry none."""
-        if self._res is not res or not data or self._no_body:
-            return
-        self.transport.write(frame_chunk(data) if chunked else data)
-
-    def send_file(self, res: Response, file: Any, offset: int, count: int) -> None:
-        """Send ``count`` bytes of ``file`` as (part of) a Content-Length-framed body."""
-        if self._res is not res or self._no_body:
-            file.close()
-            return
-        self.transport.send_file(file, offset, count)
-
-    def send_end(self, res: Response, chunked: bool) -> None:
-        """End a streamed response and finish the request."""
-        if self._res is not res:
-            return
-        if chunked:
-            self.transport.write(LAST_CHUNK)
-        self._no_body = False
-        self._finish(res)
-
-    def send_informational(self, res: Response, status: int, lines: list[tuple[str, str]]) -> None:
-        """Send a 1xx interim response (e.g. 103 Early Hints) before the final one."""
-        if self._res is res and 100 <= status < 200:
-            self.transport.write(serialize_head(status, lines))
-
-    def write_blocked(self) -> bool:
-        """Whether unsent output is above the high-water mark (the writer should wait)."""
-        return self.transport.buffer_size() > self._config.write_buffer_size
-
-    def _finish(self, res: Response) -> None:
-        """The current response is complete: move on to the next request, or close."""
-        self._res = None
+    def response_complete(self, exchange: Exchange) -> None:
+        """The exchange's response is all written: move on to the next request, or close."""
+        if self._exchange is not exchange:
+            return  # a stale exchange, or the connection was lost
+        self._exchange = None
         self.requests_served += 1
         if self.state is _CLOSED:
             return
         self._move(_WRITING)
-        if not self._keep_alive or self._stopping or (
-            self._peer_eof and not self._parser.buffered
-        ):
+        if not exchange.keep_alive or self.stopping or (self.peer_eof and not self._parser.buffered):
             if self._parser.is_done and not self._parser.buffered:
                 # The client asked for this close and its request was read to the end (a
                 # refusal leaves the parser in error, not done): it may send nothing more (RFC
@@ -488,12 +436,29 @@ class Connection:
             self._close()
             return
         self.transport.resume_reading()
-        if self.transport.buffer_size() > self._config.write_buffer_size:
+        if self.write_blocked():
             return  # wait in WRITING; drained() moves on
         self._next_request()
 
+    def switch_protocol(self, exchange: Exchange, protocol: SwitchedProtocol) -> None:
+        """After a 101: hand the transport, and the bytes that followed the request, to
+        ``protocol``; the HTTP deadlines stop."""
+        if self._exchange is not exchange or self.state is not _HANDLED:
+            raise RuntimeError(f"cannot switch protocols in state {self.state.name}")
+        self._exchange = None
+        self.requests_served += 1
+        self._move(_SWITCHED)
+        self.deadline = INF
+        self._protocol = protocol
+        trailing = self._parser.switch_protocol()
+        protocol.connection_made(self.transport)
+        if trailing and self.state is _SWITCHED:
+            protocol.data_received(trailing)
+        if self.state is _SWITCHED:
+            self.transport.resume_reading()
+
     def _next_request(self) -> None:
-        if self._stopping:
+        if self.stopping:
             # shutdown() came while WRITING: like a shutdown during HANDLED, the response in
             # flight is the last; a pipelined request already buffered is not started.
             self._close()
@@ -506,82 +471,57 @@ class Connection:
         else:
             self._move(_IDLE)
             self.deadline = self._clock() + self._config.keepalive_timeout
-            if self._peer_eof:
+            if self.peer_eof:
                 self._close()
 
     def drained(self) -> None:
         """The transport's backlog fell below the low-water mark."""
-        if self.state is _WRITING:
+        state = self.state
+        if state is _WRITING:
             self._next_request()
-        elif self._res is not None:
-            self._res._drained()
+        elif state is _SWITCHED:
+            if self._protocol is not None:
+                self._protocol.drained()
+        elif self._exchange is not None:
+            self._exchange.drained()
 
-    # -- errors, timeouts, closing -------------------------------------------------------------
+    # -- refusals, timeouts, closing -------------------------------------------------------------
 
-    def _protocol_error(self, status: int, reason: str, head: RequestHead | None = None,
-                        method: str | None = None) -> None:
+    def _refuse(self, status: int, reason: str, head: RequestHead | None = None,
+                method: str | None = None) -> None:
         """Answer a request the server refuses, then close.
 
         When the request's head is known (a body over the limit, a body timeout, a framing
-        error found after a well-formed head) and the application can render errors (an
-        ``App``: ``render_protocol_error``), the application answers, so its error middleware
-        shapes the page (JSON for a JSON API). Otherwise a plain-text page is sent.
+        error found after a well-formed head) the handler renders the refusal
+        (``refuse_exchange``), so an App's error middleware shapes the page (JSON for a JSON
+        API). Otherwise a plain-text page is sent.
         """
-        log.debug("protocol error from %s: %d %s", self.peer, status, reason)
-        self._keep_alive = False
+        log.debug("refused a request from %s: %d %s", self.peer, status, reason)
         if head is None and self.state is _READING_BODY:
             head = self._head
-        render = getattr(self.app, "render_protocol_error", None)
-        if head is not None and render is not None and self._res is None:
-            self._dispatch_error(head, status, reason, render)
-            return
-        self._head = None
-        self._send_error(status, reason, method)
-
-    def _dispatch_error(self, head: RequestHead, status: int, reason: str, render: Callable[..., object]) -> None:
-        Request, Response = _REQUEST_CLASSES or _load_request_classes()
+        known = head is not None
+        if head is None:
+            # No head to answer through: a made-up one carries the method read, if any (a
+            # HEAD request's error has no body), and the plain page answers.
+            head = RequestHead(method or "GET", "*", "1.1", Headers(), False, False, None, False)
         self._head = head
         self._body = []
         self._move(_HANDLED)
         self.deadline = self._handler_deadline()
-        req = Request(self, head, b"")
-        res = Response(self, req)
-        req.res = res
-        self._res = res
+        exchange = self._exchange = Exchange(self, head, b"", False)
         try:
-            render(req, res, status, reason)
+            if known:
+                self.handler.refuse_exchange(exchange, status, reason)
+            else:
+                plain_error(exchange, status, reason)
         except Exception:
-            app_log.exception("error rendering a %d for %r", status, self.app)
-            if self._res is res:
-                self._send_error(status, reason)
-                return
-        if self._res is res and self.state is _HANDLED:
+            app_log.exception("error rendering a %d in handler %r", status, self.handler)
+            if self._exchange is exchange and not exchange.headers_sent:
+                plain_error(exchange, status, reason)
+            else:
+                self._handler_failed(exchange)
+        if self._exchange is exchange and self.state is _HANDLED:
             self.transport.pause_reading()
-
-    def _send_error(self, status: int, reason: str | None = None, method: str | None = None) -> None:
-        """Answer with a plain error page and close after it is flushed.
-
-        As the App's default page: the detail for a 4xx, only the reason phrase for a 5xx. No
-        body for a HEAD request (``method`` is the one read from a request line that failed
-        later on, when no head could be made).
-        """
-        detail = f": {reason}" if reason and status < 500 else ""
-        body = f"{status} {reason_phrase(status)}{detail}\n".encode("utf-8", "replace")
-        lines = [
-            ("Content-Type", "text/plain; charset=utf-8"),
-            ("X-Content-Type-Options", "nosniff"),
-            ("Date", http_date(int(time.time()))),
-            ("Content-Length", str(len(body))),
-            ("Connection", "close"),
-        ]
-        head = self._head
-        if (head.method if head is not None else method) == "HEAD":
-            body = b""
-        self.transport.write(serialize_head(status, lines, validate=False) + body)
-        if self._res is not None:
-            res, self._res = self._res, None
-            res._abandoned()
-        self._close()
 
     def check_deadline(self, now: float) -> bool:
         """Act on a passed deadline; returns whether one had passed."""
@@ -589,44 +529,50 @@ class Connection:
             return False
         state = self.state
         if state is _READING_HEADERS or state is _READING_BODY:
-            log.debug("%s timeout from %s", state.value, self.peer)
-            self._protocol_error(408, "request timeout")
+            log.debug("timeout waiting for the %s from %s (%s)", _WAITING_FOR[state], self.peer, state.name)
+            self._refuse(408, "request timeout")
         elif state is _IDLE:
+            log.debug("keep-alive timeout from %s (%s)", self.peer, state.name)
             self._close()
-        elif state is _HANDLED and self._res is not None and not self._res.headers_sent:
-            self._handler_timed_out(self._res)
+        elif state is _HANDLED and self._exchange is not None and not self._exchange.headers_sent:
+            self._handler_timed_out(self._exchange)
         else:
             self.deadline = INF
             return False
         return True
 
-    def _handler_timed_out(self, res: Response) -> None:
+    def _handler_timed_out(self, exchange: Exchange) -> None:
         """``handler_timeout`` passed with no response started: 503, and the user is told."""
-        req = res.req
+        head = exchange.head
         app_log.error(
-            "%s %s was not answered within handler_timeout (%.3g s): sent 503; a handler "
-            "neither answered nor called next(err)", req.method, req.original_url,
-            self._config.handler_timeout,
+            "%s %s was not answered within handler_timeout (%.3g s): sent 503; the handler %r "
+            "neither answered nor raised", head.method, head.target.split("#", 1)[0],
+            self._config.handler_timeout, self.handler,
         )
-        res.status_code = 503  # what the access log shows for the abandoned response
-        self._send_error(503, "the application did not answer in time")
+        exchange.take_over(503, "the application did not answer in time")
 
     def write_timed_out(self) -> None:
         """The peer left output unread past ``write_timeout``: drop the connection."""
-        log.debug("write timeout to %s", self.peer)
+        log.debug("write timeout to %s (%s)", self.peer, self.state.name)
         self.abort()
 
     def shutdown(self) -> None:
         """Graceful stop: close now if idle, else after the in-flight response."""
-        self._stopping = True
-        self._keep_alive = False
-        if self.state is _IDLE or (self.state is _READING_HEADERS and not self._parser.in_message):
+        self.stopping = True
+        state = self.state
+        if self._exchange is not None:
+            self._exchange.close_after()
+        if state is _SWITCHED:
+            if self._protocol is not None:
+                self._protocol.shutdown()
+        elif state is _IDLE or (state is _READING_HEADERS and not self._parser.in_message):
             self._close()
 
     def _close(self) -> None:
-        if self.state is _CLOSED or self.state is _CLOSING:
+        state = self.state
+        if state is _CLOSED or state is _CLOSING:
             return
-        self.state = _CLOSING  # legal from every open state
+        self._move(_CLOSING)  # legal from every open state
         self.deadline = INF
         self.transport.close()
 
@@ -637,37 +583,6 @@ class Connection:
         self.transport.abort()
         self.connection_lost()
 
+    def __repr__(self) -> str:
+        return f"<Connection {self.peer} {self.state.name} served={self.requests_served}>"
 
-# The app layer sits above this one: its Request/Response classes are imported on first use.
-_REQUEST_CLASSES: tuple[type[Request], type[Response]] | None = None
-
-
-def _load_request_classes() -> tuple[type[Request], type[Response]]:
-    global _REQUEST_CLASSES
-    from evserve.request import Request
-    from evserve.response import Response
-
-    _REQUEST_CLASSES = (Request, Response)
-    return _REQUEST_CLASSES
-
-
-_date_second = -1
-_date = ""
-
-
-def _date_line() -> str:
-    """The ``Date`` header line, formatted at most once per second."""
-    global _date_second, _date
-    now = int(time.time())
-    if now != _date_second:
-        _date = f"Date: {http_date(now)}\r\n"
-        _date_second = now
-    return _date
-
-
-def _connection_line(keep_alive: bool, head: RequestHead | None) -> str:
-    if not keep_alive:
-        return "Connection: close\r\n"
-    if head is not None and head.http_version == "1.0":
-        return "Connection: keep-alive\r\n"
-    return ""

@@ -12,6 +12,7 @@ from evserve.headers import Headers
 if TYPE_CHECKING:
     from evserve.app import App
     from evserve.connection import Connection
+    from evserve.exchange import Exchange
     from evserve.parser import RequestHead
     from evserve.reactor import Reactor
     from evserve.response import Response
@@ -39,8 +40,8 @@ class Request:
 
     __slots__ = (
         "__dict__",
-        "_conn",
         "_cookies",
+        "_exchange",
         "_path",
         "_path_url",
         "_query",
@@ -61,8 +62,8 @@ class Request:
         "url",
     )
 
-    def __init__(self, conn: Connection | None, head: RequestHead, raw_body: bytes = b"") -> None:
-        self._conn = conn
+    def __init__(self, exchange: Exchange | None, head: RequestHead, raw_body: bytes = b"") -> None:
+        self._exchange = exchange
         self.method: str = head.method
         target = head.target
         if "#" in target:
@@ -145,7 +146,7 @@ class Request:
         # The top-level app's setting, as in Express (its query middleware runs first and a
         # mounted app's keeps what it found): the answer then never depends on which app
         # happened to read req.query first.
-        app: Any = self._conn.app if self._conn is not None else None
+        app: Any = self._exchange.handler if self._exchange is not None else None
         settings = getattr(app, "settings", None)
         if not isinstance(settings, dict):
             settings = self.app.settings if self.app is not None else {}
@@ -314,22 +315,27 @@ class Request:
     @property
     def reactor(self) -> Reactor | None:
         """The reactor running this request (use its ``call_soon_threadsafe`` from threads)."""
-        return self._conn.reactor if self._conn is not None else None
+        return self._exchange.reactor if self._exchange is not None else None
 
     @property
     def connection(self) -> Connection | None:
         """The connection the request arrived on (``None`` for a request built by hand)."""
-        return self._conn
+        return self._exchange.connection if self._exchange is not None else None
+
+    @property
+    def exchange(self) -> Exchange | None:
+        """The connection's exchange this request came from (``None`` for one built by hand)."""
+        return self._exchange
 
     def on_close(self, callback: Callable[[], object]) -> None:
         """Call ``callback()`` once when the connection closes (e.g. the client went away)."""
-        if self._conn is not None:
-            self._conn.add_close_callback(callback)
+        if self._exchange is not None:
+            self._exchange.add_close_callback(callback)
 
     @property
     def socket_address(self) -> str:
         """The peer's IP address as seen on the socket (no proxy headers)."""
-        peer = self._conn.peer if self._conn is not None else None
+        peer = self._exchange.peer if self._exchange is not None else None
         if isinstance(peer, tuple) and peer:
             return str(peer[0])
         return ""
@@ -367,7 +373,7 @@ class Request:
         """``"https"`` or ``"http"``, as the connection is; X-Forwarded-Proto is honoured from a
         trusted proxy. The scheme of an absolute-form target does not count (as in Express):
         a client can write any scheme there."""
-        secure = self._conn.secure if self._conn is not None else False
+        secure = self._exchange.secure if self._exchange is not None else False
         proto = "https" if secure else "http"
         if not self._trust()(self.socket_address, 0):
             return proto

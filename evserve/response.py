@@ -17,26 +17,28 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from evserve.errors import ResponseStateError
+from evserve.exchange import ResponseState
 from evserve.status import reason_phrase
 from evserve.writer import body_allowed, validate_header, validate_reason
 
 if TYPE_CHECKING:
-    from evserve.connection import Connection
+    from evserve.exchange import Exchange
     from evserve.request import Request
 
 __all__ = ["Response"]
 
 HeaderValue = str | int | float | list[Any] | tuple[Any, ...]
 
-# Response states: the head is not sent; the head is sent and the body streams; finished.
-_FRESH = 0
-_STREAMING = 1
-_DONE = 2
+# Response states, as the exchange's (``ResponseState``): the head is not sent; the head is sent
+# and the body streams; finished (sent whole, ended, or given up).
+_FRESH = ResponseState.FRESH
+_STREAMING = ResponseState.STREAMING
+_DONE = ResponseState.DONE
 
 _CHARSET = re.compile(r";\s*charset\s*=", re.IGNORECASE)
 _CHARSET_PARAM = re.compile(r";\s*charset\s*=\s*(?:\"[^\"]*\"|[^;]*)", re.IGNORECASE)
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-# The connection writes these itself (Date only when the application set none, as Node).
+# The writer decides these (Date is added only when the application set none, as Node does).
 _FRAMING = frozenset({"content-length", "transfer-encoding", "connection"})
 # Characters encodeurl leaves alone: the URI reserved and unreserved sets, and '%'.
 _URL_SAFE = frozenset(
@@ -80,9 +82,8 @@ class Response:
 
     __slots__ = (
         "__dict__",
-        "_chunked",
-        "_conn",
         "_drain_waiters",
+        "_exchange",
         "_finish_callbacks",
         "_headers",
         "_quiet",
@@ -93,15 +94,17 @@ class Response:
         "status_code",
     )
 
-    def __init__(self, conn: Connection | None, req: Request) -> None:
-        self._conn = conn
+    def __init__(self, exchange: Exchange | None, req: Request) -> None:
+        self._exchange = exchange
         self.req = req
         self.status_code = 200
         self._reason: str | None = None
         self._headers: dict[str, tuple[str, str | list[str]]] = {}
         self._state = _FRESH
         self._quiet = False  # ended for a reason of the connection's: later sends are ignored
-        self._chunked = False
+        if exchange is not None:
+            exchange.on_lost = self._connection_lost
+            exchange.on_taken_over = self._taken_over
         self._finish_callbacks: list[Callable[[], object]] | None = None
         self._drain_waiters: list[Callable[[], object]] | None = None
         self.locals: dict[str, Any] = {}
@@ -117,6 +120,14 @@ class Response:
     def finished(self) -> bool:
         """Whether the whole response has been handed to the connection (or abandoned)."""
         return self._state == _DONE
+
+    @property
+    def silenced(self) -> bool:
+        """Whether the response ended for a reason that is not the handler's: the client went
+        away, the response could carry no body (HEAD, 204, 304: its head ended it), or the
+        server answered in the handler's place (a timeout). Sends are then ignored, not
+        refused with ``ResponseStateError``."""
+        return self._state == _DONE and (self._quiet or self.req.aborted)
 
     @property
     def app(self) -> Any:
@@ -529,20 +540,21 @@ class Response:
             # Recorded for res.get() and the access log; the connection writes the real one.
             headers["content-length"] = ("Content-Length", str(len(data)))
         self._state = _DONE
-        conn = self._conn
-        if conn is not None:
+        exchange = self._exchange
+        if exchange is not None:
             if "connection" in headers:
                 self._honour_connection_header()
-            conn.send_complete(self, status, self._header_block(), data, self._reason)
+            exchange.respond(status, self._header_block(), data, reason=self._reason,
+                             add_date="date" not in headers)
         self._finished()
 
     def _honour_connection_header(self) -> None:
         """``Connection: close`` set by the application closes the connection after this response."""
         value = self._headers["connection"][1]
         tokens = value if isinstance(value, list) else [value]
-        conn = self._conn
-        if conn is not None and any(tok.strip().lower() == "close" for t in tokens for tok in t.split(",")):
-            conn._keep_alive = False
+        exchange = self._exchange
+        if exchange is not None and any(tok.strip().lower() == "close" for t in tokens for tok in t.split(",")):
+            exchange.close_after()
 
     def _etag_enabled(self) -> bool:
         app = self.req.app
@@ -590,11 +602,10 @@ class Response:
             self._start_stream()
             if self._state == _DONE:
                 return False  # no body allowed: the head was the whole response
-        conn = self._conn
-        if conn is None:
+        exchange = self._exchange
+        if exchange is None:
             return True
-        conn.send_body(self, data, self._chunked)
-        return not conn.write_blocked()
+        return exchange.write(data)
 
     def _start_stream(self, content_length: int | None = None, *, default_type: bool = True) -> None:
         headers = self._headers
@@ -611,18 +622,19 @@ class Response:
         if "connection" in headers:
             self._honour_connection_header()
         self._state = _STREAMING
-        conn = self._conn
-        if conn is not None:
-            self._chunked = conn.send_head(self, self.status_code, self._header_block(), content_length,
-                                           self._reason)
-        if not body_allowed(self.req.method, self.status_code):
+        exchange = self._exchange
+        if exchange is not None:
+            takes_body = exchange.start_response(
+                self.status_code, self._header_block(), content_length=content_length,
+                reason=self._reason, add_date="date" not in headers)
+        else:
+            takes_body = body_allowed(self.req.method, self.status_code)
+        if not takes_body:
             # HEAD, 1xx, 204, 304: the head is the whole response (RFC 9110 sections 9.3.2,
-            # 15.3.5, 15.4.5). It ends here, so the connection moves on and a streaming
+            # 15.3.5, 15.4.5). It ended there, so the connection moves on and a streaming
             # handler or generator is stopped instead of producing a body nobody will get.
             self._state = _DONE
             self._quiet = True
-            if conn is not None:
-                conn.send_end(self, self._chunked)
             self._finished()
 
     def write_file(self, file: Any, offset: int, count: int) -> None:
@@ -639,16 +651,11 @@ class Response:
             raise ResponseStateError("cannot write: the response has ended")
         if self._state == _FRESH:
             self._start_stream()
-        conn = self._conn
-        if conn is None or count <= 0 or not body_allowed(self.req.method, self.status_code):
-            file.close()
+        exchange = self._exchange
+        if exchange is None or self._state == _DONE:
+            file.close()  # no body allowed (HEAD, 204, 304): the head was the whole response
             return
-        if self._chunked:
-            conn.send_body(self, b"%x\r\n" % count, False)
-            conn.send_file(self, file, offset, count)
-            conn.send_body(self, b"\r\n", False)
-        else:
-            conn.send_file(self, file, offset, count)
+        exchange.send_file(file, offset, count)
 
     def send_file(self, path: str, root: str | None = None, max_age: float = 0, **options: Any) -> None:
         """Send the file at ``path`` (relative to ``root`` when given) with its Content-Type,
@@ -707,16 +714,15 @@ class Response:
                 payload = b""
             else:
                 self._headers["content-length"] = ("Content-Length", str(len(payload)))
-            if self._conn is not None:
-                self._conn.send_complete(self, status, self._header_block(), payload, self._reason)
+            exchange = self._exchange
+            if exchange is not None:
+                exchange.respond(status, self._header_block(), payload, reason=self._reason,
+                                 add_date="date" not in self._headers)
             self._finished()
             return
-        conn = self._conn
         self._state = _DONE
-        if conn is not None:
-            if payload:
-                conn.send_body(self, payload, self._chunked)
-            conn.send_end(self, self._chunked)
+        if self._exchange is not None:
+            self._exchange.end(payload)
         self._finished()
 
     def flush_headers(self) -> None:
@@ -733,12 +739,13 @@ class Response:
         """
         if self._state == _DONE:
             return
-        conn = self._conn
-        if conn is None or not conn.write_blocked():
+        exchange = self._exchange
+        if exchange is None or not exchange.write_blocked:
             callback()
             return
         if self._drain_waiters is None:
             self._drain_waiters = []
+            exchange.on_drained = self._drained
         self._drain_waiters.append(callback)
 
     def drain(self) -> Any:
@@ -791,8 +798,8 @@ class Response:
                     logging.getLogger("evserve").exception(
                         "error producing the body of %s %s: connection aborted",
                         self.req.method, self.req.original_url)
-                    if self._conn is not None:
-                        self._conn.abort()
+                    if self._exchange is not None:
+                        self._exchange.abort()
                     return
                 first = False
                 if not self.write(chunk) and self._state != _DONE:
@@ -843,9 +850,10 @@ class Response:
         self._state = _DONE
         self._finished()
 
-    def _abandoned(self) -> None:
-        """The connection answered for us (an error page) and took the response back; what the
-        handler sends later is dropped quietly."""
+    def _taken_over(self, status: int) -> None:
+        """The server answered for us (a ``handler_timeout`` 503) and took the response back;
+        what the handler sends later is dropped quietly."""
+        self.status_code = status  # what the access log shows
         self._state = _DONE
         self._quiet = True
         self._finished()

@@ -772,7 +772,7 @@ def _stopped_streaming(exc: BaseException, res: Response, fn: Any) -> bool:
     """Whether ``exc`` is ``await res.drain()`` refusing on a response that takes no more body
     (client gone, HEAD, 204, 304): how a streaming loop is meant to end, not the handler's
     error. Logged at DEBUG then."""
-    if isinstance(exc, ResponseStateError) and res.finished and (res._quiet or res.req.aborted):
+    if isinstance(exc, ResponseStateError) and res.silenced:
         log.debug("%r stopped streaming: %s", fn, exc)
         return True
     return False

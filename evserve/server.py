@@ -15,6 +15,7 @@ from typing import Any, NoReturn
 
 from evserve.config import Config
 from evserve.connection import Connection, State
+from evserve.exchange import Handler, as_handler
 from evserve.reactor import EVENT_READ, Reactor
 from evserve.transport import SocketTransport
 
@@ -245,6 +246,7 @@ class Server:
             check_port(port)
         self.reactor = reactor
         self.app = app
+        self.handler: Handler = as_handler(app)
         self.config = Config.from_kwargs(**config)
         if self.config.workers != 1:
             raise TypeError(
@@ -275,8 +277,9 @@ class Server:
         self.on_app_attached()
 
     def on_app_attached(self) -> None:
-        """Let an application that cares (an ``App``) learn its reactor; a no-op otherwise."""
-        hook = getattr(self.app, "_attach_server", None)
+        """Tell the application that cares (an ``App``: ``attach_server``) which server serves
+        it; a no-op for others."""
+        hook = getattr(self.app, "attach_server", None)
         if callable(hook):
             hook(self)
 
@@ -349,7 +352,7 @@ class Server:
             except OSError:
                 pass
         transport = SocketTransport(self.reactor, sock, config.write_buffer_size, config.write_timeout)
-        conn = Connection(self.app, config, transport, self.reactor, peer)
+        conn = Connection(self.handler, config, transport, self.reactor, peer)
         transport.conn = conn
         conn.on_closed = self._on_connection_closed
         self._connections.add(conn)

@@ -342,7 +342,7 @@ class SocketTransport:
         if self._out_size <= self.low_water:
             if (not self._paused or self._read_budget > 0) and not self._events & EVENT_READ \
                     and not self._closing and self.conn is not None \
-                    and not self.conn._peer_eof:  # EOF stays readable
+                    and not self.conn.peer_eof:  # EOF stays readable
                 self._set_events(self._events | EVENT_READ)
             if progressed and self.conn is not None:
                 self.conn.drained()
@@ -489,7 +489,7 @@ class SocketTransport:
             return
         self._paused = False
         if not self._closing and self._out_size <= self.high_water and self.conn is not None \
-                and not self.conn._peer_eof:
+                and not self.conn.peer_eof:
             self._set_events(self._events | EVENT_READ)
 
     def close(self) -> None:

@@ -3,7 +3,8 @@
 Pure: no socket, clock or logging. The caller passes the current epoch second for the Date
 header; the formatted value is cached, so it is computed at most once per second.
 
-Framing (RFC 9112 section 6 and RFC 9110 section 6.4.1):
+Framing (RFC 9112 section 6 and RFC 9110 section 6.4.1) is decided in one function,
+``frame_response``, which every sender asks (the connection's exchange, ``ResponseWriter``):
     * responses to HEAD, and 1xx, 204 and 304 responses, carry no body;
     * a body of known size gets ``Content-Length``;
     * a streamed body gets ``Transfer-Encoding: chunked`` for an HTTP/1.1 client, and is
@@ -12,6 +13,7 @@ Framing (RFC 9112 section 6 and RFC 9110 section 6.4.1):
 
 from __future__ import annotations
 
+import enum
 import re
 from collections.abc import Iterable
 from email.utils import formatdate
@@ -20,9 +22,12 @@ from evserve.status import REASONS
 
 __all__ = [
     "LAST_CHUNK",
+    "Framing",
     "ResponseWriter",
     "body_allowed",
+    "chunk_size_line",
     "frame_chunk",
+    "frame_response",
     "http_date",
     "serialize_head",
     "status_line",
@@ -74,6 +79,66 @@ def validate_reason(reason: str) -> None:
 def body_allowed(method: str, status: int) -> bool:
     """Whether a response with ``status`` to a ``method`` request may carry a body."""
     return not (method == "HEAD" or status < 200 or status == 204 or status == 304)
+
+
+class Framing(enum.IntEnum):
+    """How the end of a response body is found by the client (RFC 9112 section 6.3)."""
+
+    NO_BODY = 1  # the response has no content: HEAD, 1xx, 204, 304
+    LENGTH = 2  # Content-Length bytes follow the head
+    CHUNKED = 3  # the chunked transfer coding, ended by the last chunk
+    CLOSE = 4  # the body ends when the connection closes (a streamed body to HTTP/1.0)
+
+
+_NO_BODY = Framing.NO_BODY
+_LENGTH = Framing.LENGTH
+_CHUNKED = Framing.CHUNKED
+_CLOSE = Framing.CLOSE
+_KEEP_ALIVE_10 = "Connection: keep-alive\r\n"
+_CLOSE_LINE = "Connection: close\r\n"
+
+
+def frame_response(
+    method: str, http_version: str, status: int, content_length: int | None, keep_alive: bool
+) -> tuple[Framing, str, bool]:
+    """Decide how a response is framed: the one place that does (RFC 9112 sections 6 and 9).
+
+    Args:
+        method: the request's method (a response to ``HEAD`` has no body).
+        http_version: the request's version, ``"1.1"`` or ``"1.0"``.
+        status: the response status (1xx, 204 and 304 have no body).
+        content_length: the body's size when known; ``None`` for a streamed body.
+        keep_alive: whether the connection may carry another request after this response.
+
+    Returns:
+        ``(framing, lines, keep_alive)``: the framing, the header lines that state it (each
+        ending in CRLF: Content-Length or Transfer-Encoding, and Connection), and whether the
+        connection persists after the response (False for a body delimited by the close).
+        A response without a body keeps the Content-Length it was given, which then states
+        what a GET would have carried (RFC 9110 section 8.6), except a 304, which describes no
+        body, and 1xx and 204, which may not carry the field at all.
+    """
+    if method == "HEAD" or status < 200 or status == 204 or status == 304:
+        framing = _NO_BODY
+        if content_length is None or status < 200 or status == 204 or status == 304:
+            lines = ""
+        else:
+            lines = f"Content-Length: {content_length}\r\n"
+    elif content_length is not None:
+        framing = _LENGTH
+        lines = f"Content-Length: {content_length}\r\n"
+    elif http_version == "1.1":
+        framing = _CHUNKED
+        lines = "Transfer-Encoding: chunked\r\n"
+    else:
+        framing = _CLOSE
+        lines = ""
+        keep_alive = False
+    if not keep_alive:
+        lines += _CLOSE_LINE
+    elif http_version == "1.0":
+        lines += _KEEP_ALIVE_10
+    return framing, lines, keep_alive
 
 
 def serialize_head(
@@ -132,6 +197,11 @@ def status_line(status: int, reason: str | None = None) -> str:
         return f"HTTP/1.1 {status} {status}\r\n"
     validate_reason(reason)
     return f"HTTP/1.1 {status} {reason}\r\n"
+
+
+def chunk_size_line(size: int) -> bytes:
+    """The size line that opens a chunk of ``size`` bytes (its data and a CRLF follow)."""
+    return b"%x\r\n" % size
 
 
 def frame_chunk(data: bytes) -> bytes:
@@ -202,29 +272,18 @@ class ResponseWriter:
         lines = list(headers)
         if date is not None:
             lines.append(("Date", date))
-        self._has_body = body_allowed(self.method, status)
         if status < 200:
-            # RFC 9110 section 15.2: any number of interim (1xx) heads may precede the final one.
+            # RFC 9110 section 15.2: any number of interim (1xx) heads may precede the final one;
+            # no body follows them.
+            self._has_body = False
             return serialize_head(status, lines, reason, validate=validate)
         self._started = True
-        if status == 204:
-            pass  # RFC 9110 section 8.6: no Content-Length in a 204
-        elif not self._has_body:
-            # HEAD and 304: a Content-Length, when known, states what GET would have sent.
-            if content_length is not None and status != 304:
-                lines.append(("Content-Length", str(content_length)))
-        elif content_length is not None:
-            lines.append(("Content-Length", str(content_length)))
-        elif self.http_version == "1.1":
-            self._chunked = True
-            lines.append(("Transfer-Encoding", "chunked"))
-        else:
-            self.keep_alive = False  # HTTP/1.0: the end of the body is the end of the connection
-        if not self.keep_alive:
-            lines.append(("Connection", "close"))
-        elif self.http_version == "1.0":
-            lines.append(("Connection", "keep-alive"))
-        return serialize_head(status, lines, reason, validate=validate)
+        framing, framing_lines, self.keep_alive = frame_response(
+            self.method, self.http_version, status, content_length, self.keep_alive)
+        self._has_body = framing is not _NO_BODY
+        self._chunked = framing is _CHUNKED
+        head = serialize_head(status, lines, reason, validate=validate)
+        return head[:-2] + framing_lines.encode("latin-1") + b"\r\n"
 
     def body(self, data: bytes) -> bytes:
         """Return ``data`` framed for the wire (nothing when the response has no body)."""

@@ -29,7 +29,7 @@ from fuzz.connection_inputs import CONTINUE, MODES, PAUSED_READ_SIZE, TARGET
 __all__ = ["AppError", "Dispatch", "ErrorLogRecorder", "FakeTransport", "FuzzApp", "ObservedConnection", "Observer"]
 
 INF = float("inf")
-IDLE, READING_HEADERS, READING_BODY, HANDLED, WRITING, CLOSING, CLOSED = State
+IDLE, READING_HEADERS, READING_BODY, HANDLED, WRITING, CLOSING, CLOSED, SWITCHED = State
 NO_WRITE_STATES = (IDLE, WRITING, CLOSING, CLOSED)
 
 
@@ -172,7 +172,7 @@ class FakeTransport:
             return
         self.paused = False
         if not self.close_requested and not self.closed and len(self.queue) <= self.high_water \
-                and self.conn is not None and not self.conn._peer_eof:
+                and self.conn is not None and not self.conn.peer_eof:
             self.reading = True
 
     def close(self) -> None:
@@ -215,7 +215,7 @@ class FakeTransport:
         if len(self.queue) <= self.low_water:
             conn = self.conn
             if (not self.paused or self.read_budget > 0) and not self.reading \
-                    and not self.close_requested and conn is not None and not conn._peer_eof:
+                    and not self.close_requested and conn is not None and not conn.peer_eof:
                 self.reading = True
             if take and conn is not None:
                 conn.drained()

@@ -86,7 +86,7 @@ from fuzz.connection_inputs import (  # noqa: E402
 __all__ = ["ConnectionMachine", "ReqSpec", "TestConnectionMachine", "run"]
 
 INF = float("inf")
-IDLE, READING_HEADERS, READING_BODY, HANDLED, WRITING, CLOSING, CLOSED = State
+IDLE, READING_HEADERS, READING_BODY, HANDLED, WRITING, CLOSING, CLOSED, SWITCHED = State
 READ_STATES = (IDLE, READING_HEADERS, READING_BODY)
 STATE_TIMEOUT = {IDLE: "keepalive_timeout", READING_HEADERS: "header_timeout", READING_BODY: "body_timeout"}
 # Most bytes the parser may hold in each state after a step (see fuzz.connection_inputs).
@@ -494,9 +494,9 @@ class ConnectionMachine(RuleBasedStateMachine):
         # No dead ends.
         live = [d for d in self.app.pending if not d.res.req.aborted]
         if state is HANDLED:
-            if conn._res is None:
+            if conn.current_exchange is None:
                 problems.append("HANDLED but no response is owed")
-            elif conn._res is not self.app.dispatched[-1].res:
+            elif conn.current_exchange is not self.app.dispatched[-1].res.req.exchange:
                 problems.append("HANDLED for a response that is not the latest request's")
             elif not live and not (self.app.dispatched[-1].mode in ("pump", "pumpfail") and t.queue):
                 problems.append("HANDLED but the application owes nothing")
@@ -518,7 +518,7 @@ class ConnectionMachine(RuleBasedStateMachine):
         if state is CLOSED:
             if not t.closed:
                 problems.append("CLOSED but the transport is open")
-            if conn._res is not None:
+            if conn.current_exchange is not None:
                 problems.append("CLOSED still holding a response")
             if self.closed_calls != 1 or self.close_callbacks != 1:
                 problems.append(f"on_closed called {self.closed_calls}x, close callbacks {self.close_callbacks}x")

@@ -234,7 +234,7 @@ def _never_blocked(original: Callable[..., bool]) -> Callable[..., bool]:
 
 def _no_close_on_shutdown(original: Callable[..., None]) -> Callable[..., None]:
     def shutdown(self: Connection) -> None:
-        self._stopping = True
+        self.stopping = True
 
     return shutdown
 

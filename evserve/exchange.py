@@ -1,0 +1,536 @@
+"""The exchange: one request as the connection received it, and the only way to answer it.
+
+This is the seam between the wire and whatever answers requests. The connection makes one
+``Exchange`` per request and hands it to its **handler** (the ``Handler`` protocol below): the
+Express layer (``App``) is one handler, a plain ``fn(exchange)`` another. A handler reads the
+head and the body, then answers through the exchange's methods, and nothing else: it never sees
+the connection's state, the parser or the socket.
+
+Answering, in order::
+
+    inform(100..199)*  then one of
+        respond(status, headers, body)                       a whole response
+        start_response(status, headers, content_length=...)  then write()* / send_file()*, end()
+        upgrade(protocol, headers)                           101, then the connection is the
+                                                             protocol's (WebSocket and the like)
+    or at any time: abort()
+
+Framing (Content-Length, chunked, close-delimited, no body for HEAD/1xx/204/304) is not the
+handler's to write: ``writer.frame_response`` decides it from the request and the status, and the
+exchange writes what it says. Header lines given as ``(name, value)`` pairs are validated; a
+``str`` block (``"Name: value\\r\\n"`` lines) is taken as already validated, for a framework
+that validated each value when it was set.
+
+Guarantees to the handler: once the response is complete (``state`` DONE) or the connection is
+gone (LOST), further answers are ignored, never raised (``ExchangeStateError`` is raised only for
+a misuse on a live exchange, such as a second response). ``on_lost`` is called at most once,
+and never after the response was complete; ``on_drained`` only while a body is being streamed.
+"""
+
+from __future__ import annotations
+
+import enum
+import inspect
+import logging
+import time
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+from evserve.errors import ResponseStateError
+from evserve.parser import RequestHead
+from evserve.status import reason_phrase
+from evserve.writer import (
+    LAST_CHUNK,
+    Framing,
+    chunk_size_line,
+    frame_chunk,
+    frame_response,
+    http_date,
+    serialize_head,
+    status_line,
+    validate_header,
+)
+
+if TYPE_CHECKING:
+    from evserve.connection import Connection, SwitchedProtocol
+    from evserve.reactor import Reactor
+
+__all__ = [
+    "Exchange",
+    "FunctionHandler",
+    "Handler",
+    "HeaderLines",
+    "ResponseState",
+    "as_handler",
+    "plain_error",
+    "register_adapter",
+]
+
+log = logging.getLogger("evserve.exchange")
+
+# Header lines: validated (name, value) pairs, or an already validated "Name: value\r\n" block.
+HeaderLines = str | Iterable[tuple[str, str]]
+
+
+class ResponseState(enum.IntEnum):
+    """Where the answer to one request stands."""
+
+    FRESH = 1  # nothing sent: any answer may start
+    STREAMING = 2  # the head is sent; body parts follow until end()
+    DONE = 3  # the response is complete (handed to the transport) or the server sent one
+    LOST = 4  # the connection went away (or was aborted) before the response was complete
+
+
+_FRESH = ResponseState.FRESH
+_STREAMING = ResponseState.STREAMING
+_DONE = ResponseState.DONE
+_LOST = ResponseState.LOST
+_NO_BODY = Framing.NO_BODY
+_CHUNKED = Framing.CHUNKED
+_BIG_BODY = 65536  # a whole body above this is written apart from its head (no big copy)
+# Lines that state the framing: the writer's to decide, never a handler's.
+_FRAMING_NAMES = frozenset({"content-length", "transfer-encoding", "connection"})
+
+
+class Exchange:
+    """One request and its response, between a connection and its handler.
+
+    Attributes:
+        head: the request line and headers (``RequestHead``: method, target, http_version,
+            headers, ...).
+        body: the request body, whole (the handler is called once it has arrived).
+        state: the response's ``ResponseState``.
+        keep_alive: whether the connection may carry another request after this one; the
+            request decides it, ``close_after()`` and the framing can only turn it off.
+        on_drained: called (no arguments) when unsent output falls back below the low-water
+            mark while a body is being streamed; set by the handler.
+        on_lost: called once if the connection goes away before the response is complete.
+        on_taken_over: called once, with the status sent, if the server answers in the
+            handler's place (a ``handler_timeout`` 503); later answers are ignored.
+    """
+
+    __slots__ = (
+        "_chunked",
+        "_conn",
+        "_has_body",
+        "body",
+        "head",
+        "keep_alive",
+        "on_drained",
+        "on_lost",
+        "on_taken_over",
+        "state",
+    )
+
+    def __init__(self, conn: Connection, head: RequestHead, body: bytes, keep_alive: bool) -> None:
+        self._conn = conn
+        self.head = head
+        self.body = body
+        self.keep_alive = keep_alive
+        self.state = _FRESH
+        self._chunked = False
+        self._has_body = True
+        self.on_drained: Callable[[], object] | None = None
+        self.on_lost: Callable[[], object] | None = None
+        self.on_taken_over: Callable[[int], object] | None = None
+
+    # -- what the handler may read -------------------------------------------------------------
+
+    @property
+    def connection(self) -> Connection:
+        """The connection the request arrived on."""
+        return self._conn
+
+    @property
+    def handler(self) -> Handler:
+        """The handler the connection hands its requests to (the top-level one)."""
+        return self._conn.handler
+
+    @property
+    def reactor(self) -> Reactor | None:
+        """The reactor running the connection (``None`` when driven without one)."""
+        return self._conn.reactor
+
+    @property
+    def peer(self) -> Any:
+        """The peer's address, as the socket gives it (``(host, port, ...)`` for TCP)."""
+        return self._conn.peer
+
+    @property
+    def secure(self) -> bool:
+        """Whether the connection is encrypted (TLS)."""
+        return self._conn.secure
+
+    @property
+    def write_blocked(self) -> bool:
+        """Whether unsent output is above the high-water mark (a streaming writer should wait
+        for ``on_drained``)."""
+        return self._conn.write_blocked()
+
+    @property
+    def headers_sent(self) -> bool:
+        """Whether the response head has gone out (or the exchange is over)."""
+        return self.state is not _FRESH
+
+    def add_close_callback(self, callback: Callable[[], object]) -> None:
+        """Call ``callback()`` once when the connection closes (at once if it has)."""
+        self._conn.add_close_callback(callback)
+
+    # -- answering -----------------------------------------------------------------------------
+
+    def _check_fresh(self) -> bool:
+        """Whether a response may start; False (ignore the call) once the exchange is over."""
+        state = self.state
+        if state is _FRESH:
+            return True
+        if state is _STREAMING:
+            raise ResponseStateError("a response was already started for this request")
+        return False
+
+    def respond(
+        self,
+        status: int,
+        headers: HeaderLines = (),
+        body: bytes = b"",
+        *,
+        reason: str | None = None,
+        add_date: bool = True,
+    ) -> None:
+        """Send a whole response: head and ``body`` (framed by Content-Length) at once.
+
+        For a response that may carry no body (HEAD, 1xx, 204, 304) the body is not sent; a
+        HEAD response states its length. ``add_date`` adds a Date line (pairs that include a
+        Date turn it off).
+
+        Raises:
+            ResponseStateError: a streamed response was started and not ended.
+            ValueError: an invalid header, status or reason; a framing header among the pairs
+                (Content-Length, Transfer-Encoding: the writer sets those).
+        """
+        if not self._check_fresh():
+            return
+        head = self.head
+        block, add_date = self._header_block(headers, add_date)
+        framing, lines, self.keep_alive = frame_response(
+            head.method, head.http_version, status, len(body), self.keep_alive)
+        date = _date_line() if add_date else ""
+        data = f"{status_line(status, reason)}{block}{date}{lines}\r\n".encode("latin-1")
+        self.state = _DONE
+        transport = self._conn.transport
+        if framing is _NO_BODY or not body:
+            transport.write(data)
+        elif len(body) < _BIG_BODY:
+            transport.write(data + body)
+        else:
+            transport.write(data)
+            transport.write(body)
+        self._conn.response_complete(self)
+
+    def start_response(
+        self,
+        status: int,
+        headers: HeaderLines = (),
+        *,
+        content_length: int | None = None,
+        reason: str | None = None,
+        add_date: bool = True,
+    ) -> bool:
+        """Send the head of a response whose body follows through ``write``/``send_file``.
+
+        With ``content_length`` None the body is chunked for an HTTP/1.1 client and ends with
+        the connection for an HTTP/1.0 one. Returns whether a body may follow: for HEAD, 1xx,
+        204 and 304 the head is the whole response, and the exchange is DONE on return.
+
+        Raises:
+            ResponseStateError: a response was already started.
+            ValueError: as for ``respond``, and for a negative ``content_length``.
+        """
+        if not self._check_fresh():
+            return False
+        if content_length is not None and content_length < 0:
+            raise ValueError(f"content_length must be >= 0, not {content_length}")
+        head = self.head
+        block, add_date = self._header_block(headers, add_date)
+        framing, lines, self.keep_alive = frame_response(
+            head.method, head.http_version, status, content_length, self.keep_alive)
+        date = _date_line() if add_date else ""
+        self._conn.transport.write(f"{status_line(status, reason)}{block}{date}{lines}\r\n".encode("latin-1"))
+        if framing is _NO_BODY:
+            self._has_body = False
+            self.state = _DONE
+            self._conn.response_complete(self)
+            return False
+        self._chunked = framing is _CHUNKED
+        self.state = _STREAMING
+        return True
+
+    def write(self, data: bytes) -> bool:
+        """Send a piece of the body; returns False when the writer should wait for
+        ``on_drained`` (output above the high-water mark) or stop (the exchange is over).
+
+        Raises:
+            ResponseStateError: no response was started.
+        """
+        state = self.state
+        if state is not _STREAMING:
+            if state is _FRESH:
+                raise ResponseStateError("write() before start_response()")
+            return False
+        if data:
+            self._conn.transport.write(frame_chunk(data) if self._chunked else data)
+        return not self._conn.write_blocked()
+
+    def send_file(self, file: Any, offset: int, count: int) -> None:
+        """Send ``count`` bytes of the open binary ``file`` from ``offset`` as part of the body
+        (zero-copy where the transport can); the file is closed once sent, or at once when the
+        exchange takes no more body.
+
+        Raises:
+            ResponseStateError: no response was started.
+        """
+        if self.state is not _STREAMING or count <= 0:
+            file.close()
+            if self.state is _FRESH:
+                raise ResponseStateError("send_file() before start_response()")
+            return
+        transport = self._conn.transport
+        if self._chunked:
+            transport.write(chunk_size_line(count))
+            transport.send_file(file, offset, count)
+            transport.write(b"\r\n")
+        else:
+            transport.send_file(file, offset, count)
+
+    def end(self, data: bytes = b"") -> None:
+        """Send ``data`` last and complete the streamed response (ignored once over).
+
+        Raises:
+            ResponseStateError: no response was started.
+        """
+        state = self.state
+        if state is not _STREAMING:
+            if state is _FRESH:
+                raise ResponseStateError("end() before start_response()")
+            return
+        transport = self._conn.transport
+        if self._chunked:
+            transport.write(frame_chunk(data) + LAST_CHUNK if data else LAST_CHUNK)
+        elif data:
+            transport.write(data)
+        self.state = _DONE
+        self._conn.response_complete(self)
+
+    def inform(self, status: int, headers: Iterable[tuple[str, str]] = ()) -> None:
+        """Send an interim 1xx response (103 Early Hints, 100 Continue) before the final one.
+
+        Raises:
+            ValueError: ``status`` is not 100-199, or is 101 (use ``upgrade``); bad headers.
+        """
+        if not 100 <= status <= 199 or status == 101:
+            raise ValueError(f"inform() takes an interim status 100-199 other than 101, not {status}")
+        if self.state is _FRESH:
+            self._conn.transport.write(serialize_head(status, headers))
+
+    def upgrade(self, protocol: SwitchedProtocol, headers: Iterable[tuple[str, str]] = ()) -> None:
+        """Answer 101 Switching Protocols and hand the connection to ``protocol``.
+
+        ``headers`` carry what the new protocol's handshake needs (``Upgrade``, ``Connection:
+        Upgrade``, ...). The HTTP deadlines stop; ``protocol.connection_made(transport)`` is
+        called, then ``data_received`` with the bytes that followed the request, if any.
+        The server still counts the connection and asks the protocol to ``shutdown()`` when it
+        stops.
+
+        Raises:
+            ResponseStateError: a response was already started, or the request cannot switch
+                (an HTTP/1.0 request, or the connection is to close after it).
+        """
+        if not self._check_fresh():
+            return
+        if self.head.http_version != "1.1" or not self.keep_alive:
+            raise ResponseStateError("this request cannot switch protocols (HTTP/1.0, or closing)")
+        self._conn.transport.write(serialize_head(101, headers))
+        self.state = _DONE
+        self._conn.switch_protocol(self, protocol)
+
+    def close_after(self) -> None:
+        """Close the connection once this response is sent (``Connection: close`` is added
+        when the head has not gone out yet)."""
+        self.keep_alive = False
+
+    def abort(self) -> None:
+        """Drop the connection now, discarding unsent output (a response cut short)."""
+        if self.state is _FRESH or self.state is _STREAMING:
+            self._conn.abort()
+
+    # -- called by the connection ----------------------------------------------------------------
+
+    def connection_lost(self) -> None:
+        """The connection went away before the response was complete: ``on_lost`` is told."""
+        if self.state is _DONE or self.state is _LOST:
+            return
+        self.state = _LOST
+        callback = self.on_lost
+        if callback is not None:
+            self.on_lost = None
+            callback()
+
+    def drained(self) -> None:
+        """Unsent output fell below the low-water mark: ``on_drained`` is told."""
+        callback = self.on_drained
+        if callback is not None and self.state is _STREAMING:
+            callback()
+
+    def take_over(self, status: int, reason: str) -> None:
+        """Answer in the handler's place with a plain error page, then close (the handler
+        did not answer in time); ``on_taken_over`` is told, and the handler's later answers
+        are ignored."""
+        if self.state is not _FRESH:
+            return
+        plain_error(self, status, reason)
+        callback = self.on_taken_over
+        if callback is not None:
+            self.on_taken_over = None
+            callback(status)
+
+    # -- helpers ---------------------------------------------------------------------------------
+
+    def _header_block(self, headers: HeaderLines, add_date: bool) -> tuple[str, bool]:
+        """The header lines as one CRLF-ended block, and whether a Date must still be added."""
+        if type(headers) is str:
+            return headers, add_date
+        parts: list[str] = []
+        for name, value in headers:  # type: ignore[str-unpack]
+            validate_header(name, value)
+            key = name.lower()
+            if key in _FRAMING_NAMES:
+                if key == "connection":
+                    if "close" in {t.strip().lower() for t in value.split(",")}:
+                        self.keep_alive = False
+                    continue
+                raise ValueError(f"{name} is set by the writer from the response; pass "
+                                 "content_length= to start_response instead")
+            if key == "date":
+                add_date = False
+            parts.append(f"{name}: {value}\r\n")
+        return "".join(parts), add_date
+
+    def __repr__(self) -> str:
+        return f"<Exchange {self.head.method} {self.head.target} {self.state.name}>"
+
+
+def plain_error(exchange: Exchange, status: int, reason: str | None = None) -> None:
+    """Answer ``exchange`` with a plain-text error page and close the connection after it.
+
+    The page shows the detail for a 4xx and only the reason phrase for a 5xx (a server's
+    internals stay on the server).
+    """
+    detail = f": {reason}" if reason and status < 500 else ""
+    body = f"{status} {reason_phrase(status)}{detail}\n".encode("utf-8", "replace")
+    exchange.close_after()
+    exchange.respond(status, (
+        ("Content-Type", "text/plain; charset=utf-8"),
+        ("X-Content-Type-Options", "nosniff"),
+    ), body)
+
+
+_date_second = -1
+_date = ""
+
+
+def _date_line() -> str:
+    """The ``Date`` header line, formatted at most once per second."""
+    global _date_second, _date
+    now = int(time.time())
+    if now != _date_second:
+        _date = f"Date: {http_date(now)}\r\n"
+        _date_second = now
+    return _date
+
+
+# -- handlers ------------------------------------------------------------------------------------
+
+
+@runtime_checkable
+class Handler(Protocol):
+    """What a connection hands its requests to.
+
+    ``handle_exchange`` is called once per request, when its body has arrived; the handler
+    answers through the exchange then or later (from a timer, a coroutine, or another thread
+    through ``reactor.call_soon_threadsafe``). An exception it raises answers 500 (or cuts a
+    response already started) and is logged. ``refuse_exchange`` is called instead for a
+    request the server refuses after reading its head (413 body too large, 408 body timeout,
+    417, 501...): the handler renders the error page its own way (an ``App`` through its
+    error middleware); the connection closes after it.
+    """
+
+    def handle_exchange(self, exchange: Exchange) -> object:
+        """Answer one request."""
+
+    def refuse_exchange(self, exchange: Exchange, status: int, reason: str) -> object:
+        """Answer a request the server refused with ``status`` (``reason`` says why)."""
+
+
+class FunctionHandler:
+    """A plain function ``fn(exchange)`` as a handler; refusals get the plain error page."""
+
+    __slots__ = ("fn",)
+
+    def __init__(self, fn: Callable[[Exchange], object]) -> None:
+        self.fn = fn
+
+    def handle_exchange(self, exchange: Exchange) -> object:
+        """Call the function with the exchange."""
+        return self.fn(exchange)
+
+    def refuse_exchange(self, exchange: Exchange, status: int, reason: str) -> None:
+        """Send the plain error page."""
+        plain_error(exchange, status, reason)
+
+    def __repr__(self) -> str:
+        return f"FunctionHandler({self.fn!r})"
+
+
+# Adapters registered by higher layers, tried in order by ``as_handler`` (the Express layer
+# registers the one that serves ``fn(req, res)``): the connection layer never imports them.
+_adapters: list[Callable[[Any], Handler | None]] = []
+
+
+def register_adapter(adapter: Callable[[Any], Handler | None]) -> None:
+    """Let ``as_handler`` serve more kinds of objects: ``adapter(target)`` returns a handler
+    for ``target``, or None when it does not know it. Registered once per adapter."""
+    if adapter not in _adapters:
+        _adapters.append(adapter)
+
+
+def as_handler(target: Any) -> Handler:
+    """The handler serving ``target``: a ``Handler`` as it is, what a registered adapter makes of
+    it (an Express-style ``fn(req, res)``), or a function of one argument as ``fn(exchange)``.
+
+    Raises:
+        TypeError: ``target`` is none of these.
+    """
+    if callable(getattr(target, "handle_exchange", None)) and callable(getattr(target, "refuse_exchange", None)):
+        return target  # type: ignore[no-any-return]
+    for adapter in _adapters:
+        handler = adapter(target)
+        if handler is not None:
+            return handler
+    if callable(target) and _positional_count(target) == 1:
+        return FunctionHandler(target)
+    raise TypeError(
+        f"cannot serve {target!r}: pass an App, a function fn(req, res), a function "
+        "fn(exchange), or an object with handle_exchange(exchange) and "
+        "refuse_exchange(exchange, status, reason)"
+    )
+
+
+def _positional_count(fn: Any) -> int:
+    """How many positional arguments ``fn`` takes without defaults (-1 when unknown)."""
+    try:
+        parameters = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return -1
+    if any(p.kind is p.VAR_POSITIONAL for p in parameters):
+        return -1
+    return sum(1 for p in parameters
+               if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty)
