@@ -123,7 +123,7 @@ class SocketTransport:
         self._events = EVENT_READ
         # Called with the transport once its socket is closed (set by whoever tracks lingerers).
         self.on_closed: Callable[[SocketTransport], object] | None = None
-        reactor._register(sock, EVENT_READ, self._on_event)
+        reactor.register(sock, EVENT_READ, self._on_event)
 
     # -- reactor callback -----------------------------------------------------------------
 
@@ -174,7 +174,7 @@ class SocketTransport:
         # once this turn's fd callbacks have run, so one turn's responses leave in one burst.
         if self._corked is None:
             self._corked = []
-            self._reactor._after_io(self._uncork)
+            self._reactor.after_io(self._uncork)
         conn.data_received(data)
 
     def _uncork(self) -> None:
@@ -464,11 +464,11 @@ class SocketTransport:
         old = self._events
         self._events = events
         if not events:
-            self._reactor._unregister(sock)
+            self._reactor.unregister(sock)
         elif not old:
-            self._reactor._register(sock, events, self._on_event)
+            self._reactor.register(sock, events, self._on_event)
         else:
-            self._reactor._modify(sock, events, self._on_event)
+            self._reactor.modify(sock, events, self._on_event)
 
     # -- flow control and closing ---------------------------------------------------------
 
@@ -530,9 +530,9 @@ class SocketTransport:
             return
         self._out_size = LINGER_SIZE
         if self._events:  # one epoll_ctl: watch input only, with the draining callback
-            self._reactor._modify(sock, EVENT_READ, self._linger_read)
+            self._reactor.modify(sock, EVENT_READ, self._linger_read)
         else:
-            self._reactor._register(sock, EVENT_READ, self._linger_read)
+            self._reactor.register(sock, EVENT_READ, self._linger_read)
         self._events = EVENT_READ
         self._linger_timer = self._reactor.call_later(LINGER_TIME, self._teardown)
         conn, self.conn = self.conn, None
@@ -591,7 +591,7 @@ class SocketTransport:
         if sock is None:
             return
         if self._events:
-            self._reactor._unregister(sock)
+            self._reactor.unregister(sock)
             self._events = 0
         self._sock = None
         if self._linger_timer is not None:
