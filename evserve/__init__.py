@@ -6,7 +6,7 @@ import logging
 
 from evserve.app import App
 from evserve.config import Config
-from evserve.errors import EvserveError, HTTPError, ParseError, ResponseStateError
+from evserve.errors import EvserveError, HTTPError, ParseError, PatternError, ResponseStateError
 from evserve.middleware import body_parser
 from evserve.middleware.cors import cors
 from evserve.middleware.logger import logger
@@ -25,6 +25,7 @@ __all__ = [
     "Future",
     "HTTPError",
     "ParseError",
+    "PatternError",
     "Reactor",
     "Request",
     "Response",

@@ -5,13 +5,18 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-__all__ = ["EvserveError", "HTTPError", "ParseError", "ResponseStateError"]
+__all__ = ["EvserveError", "HTTPError", "ParseError", "PatternError", "ResponseStateError"]
 
 HeadersArg = Mapping[str, str] | Iterable[tuple[str, str]] | None
 
 
 class EvserveError(Exception):
-    """Base class of the errors evserve raises on purpose."""
+    """Base class of the errors evserve raises on purpose.
+
+    Each subclass also derives from the built-in exception its kind of failure is known by
+    (``ValueError`` for a refused value, ``RuntimeError`` for a call the state forbids), so code
+    written against either keeps catching it.
+    """
 
 
 class ParseError(EvserveError):
@@ -89,5 +94,12 @@ class HTTPError(EvserveError):
         return f"HTTPError({self.status!r}, {self.message!r})"
 
 
-class ResponseStateError(RuntimeError):
+class PatternError(EvserveError, ValueError):
+    """A route path that cannot be registered: bad syntax, a bad or dangerous regex.
+
+    Raised when the route is added (``app.get("/a/(", ...)``), never per request.
+    """
+
+
+class ResponseStateError(EvserveError, RuntimeError):
     """An operation that the response's state forbids, such as sending a second response."""

@@ -46,7 +46,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, NamedTuple
 
-from evserve.errors import HTTPError
+from evserve.errors import HTTPError, PatternError
 
 __all__ = [
     "PathMatch",
@@ -65,10 +65,6 @@ _ASCII_LOWER: Final = str.maketrans(string.ascii_uppercase, string.ascii_lowerca
 _BAD_ESCAPE: Final = re.compile(r"%(?![0-9A-Fa-f]{2})")
 _ESCAPE_RUN: Final = re.compile(r"(?:%[0-9A-Fa-f]{2})+")
 _BOUNDARY: Final = r"(?=/|\Z)"
-
-
-class PatternError(ValueError):
-    """A route path that cannot be registered: bad syntax, a bad or dangerous regex."""
 
 
 class PathMatch(NamedTuple):

@@ -5,10 +5,19 @@ polling: an idle reactor sleeps until its next timer, or forever without one), r
 callbacks, then the due timers, then the callbacks queued with ``call_soon``. Another thread may
 queue work with ``call_soon_threadsafe``, which wakes a sleeping loop through a socketpair.
 
+Two ways to watch a file descriptor. ``add_reader``/``add_writer`` take any callback with its
+arguments, one per direction, for applications. ``register``/``modify``/``unregister`` are the
+fast path transports and servers use: one ``callback(mask)`` per fd, called directly with the
+ready events. An fd is watched one way or the other, not both.
+
 Transports hold back what they write while handling input and send it once a batch of fd
-callbacks has run (``_after_io``): the responses of one turn leave in a burst, so the peer is
+callbacks has run (``after_io``): the responses of one turn leave in a burst, so the peer is
 woken once for many of them rather than once per response, which on loopback and in VMs costs more
 than the Python work of a small request.
+
+``Reactor.listen`` builds a server, which lives a layer above: the reactor never imports it.
+``evserve.server`` installs the function behind ``listen`` with ``install_listen`` when it is
+imported, which ``import evserve`` (or any ``evserve.*`` import) always does first.
 
 An exception raised by a callback is logged to the ``evserve`` logger and the loop goes on.
 """
@@ -24,12 +33,12 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from evserve.server import Server
 
-__all__ = ["Handle", "Reactor", "TimerHandle"]
+__all__ = ["Handle", "ListenFunction", "Reactor", "TimerHandle", "install_listen"]
 
 log = logging.getLogger("evserve")
 
@@ -135,7 +144,7 @@ class Reactor:
     def __init__(self) -> None:
         self._selector = selectors.DefaultSelector()
         self._ready: deque[Handle] = deque()
-        self._after_io_calls: deque[Callable[[], object]] = deque()  # see _after_io
+        self._after_io_calls: deque[Callable[[], object]] = deque()  # see after_io
         # (when, seq, handle): tuples compare in C, so heap operations call no Python code.
         self._timers: list[tuple[float, int, TimerHandle]] = []
         self._cancelled_timers = 0  # cancelled handles still in the heap
@@ -260,7 +269,7 @@ class Reactor:
             return
         callbacks = key.data
         if not isinstance(callbacks, _FdCallbacks):
-            raise ValueError(f"fd {fd!r} is registered by evserve itself")
+            raise ValueError(f"fd {fd!r} is watched through register(), not add_reader/add_writer")
         if event == EVENT_READ:
             callbacks.reader = handle
         else:
@@ -286,22 +295,57 @@ class Reactor:
             self._selector.unregister(fd)
         return True
 
-    # Fast-path registration for evserve's own sockets: ``callback(mask)`` is called directly.
-    def _register(self, fileobj: Any, events: int, callback: Callable[[int], object]) -> None:
+    # -- the fast path: one callback(mask) per fd, for transports and servers -----------------
+
+    def register(self, fileobj: Any, events: int, callback: Callable[[int], object]) -> None:
+        """Watch ``fileobj`` for ``events``; ``callback(mask)`` is called with the ready ones.
+
+        ``fileobj`` is an int fd or an object with ``fileno()``; ``events`` is ``EVENT_READ``,
+        ``EVENT_WRITE`` or both. The callback is called directly from the turn, with no
+        ``Handle`` around it: an exception it raises is logged and the loop goes on.
+
+        Raises:
+            KeyError: ``fileobj`` is already watched (through ``register`` or ``add_reader``).
+            ValueError: ``events`` is empty or invalid, or ``fileobj`` is not a valid fd.
+        """
         self._selector.register(fileobj, events, callback)
 
-    def _modify(self, fileobj: Any, events: int, callback: Callable[[int], object]) -> None:
+    def modify(self, fileobj: Any, events: int, callback: Callable[[int], object]) -> None:
+        """Change what a ``register``-ed ``fileobj`` is watched for, and its callback.
+
+        Cheaper than ``unregister`` then ``register`` (one system call with epoll).
+
+        Raises:
+            KeyError: ``fileobj`` is not watched.
+            ValueError: ``events`` is empty or invalid.
+        """
         self._selector.modify(fileobj, events, callback)
 
-    def _after_io(self, fn: Callable[[], object]) -> None:
-        """Call ``fn`` once the fd callbacks of this turn have run (at most ``AFTER_IO_BATCH`` later).
+    def unregister(self, fileobj: Any) -> None:
+        """Stop watching ``fileobj``; does nothing if it is not watched (or already closed)."""
+        try:
+            self._selector.unregister(fileobj)
+        except (KeyError, ValueError):
+            pass
 
-        For transports: they send the output produced while handling input from here. Outside
-        an fd callback (before ``run``, from a timer) ``fn`` runs after the next turn's I/O.
+    def after_io(self, fn: Callable[[], object]) -> None:
+        """Call ``fn()`` once the fd callbacks of this turn have run, before its timers.
+
+        For transports: they hold back the output produced while handling input and send it
+        from here, so one turn's responses leave in a burst. On a turn with many ready fds the
+        calls are made every ``AFTER_IO_BATCH`` callbacks, so output is never held back longer.
+        Called outside an fd callback (before ``run``, from a timer), ``fn`` runs after the next
+        turn's fd callbacks. Each ``fn`` runs once, in the order given; an exception it raises
+        is logged and the other calls are still made.
         """
         self._after_io_calls.append(fn)
 
-    def _run_after_io(self) -> None:
+    def run_after_io(self) -> None:
+        """Make the pending ``after_io`` calls now, rather than at the end of the I/O.
+
+        For whoever must see the held-back output sent before acting (a server dropping its
+        connections hands the finished responses to the kernel first). The turn calls it too.
+        """
         # One at a time off the shared deque: a pass started inside a call (a handler that
         # closes the server) finishes the rest, and an exception that escapes (KeyboardInterrupt
         # in a host loop) leaves the calls not yet made for the next pass.
@@ -312,12 +356,6 @@ class Reactor:
                 fn()
             except Exception:
                 log.exception("error in after-I/O callback %r", fn)
-
-    def _unregister(self, fileobj: Any) -> None:
-        try:
-            self._selector.unregister(fileobj)
-        except (KeyError, ValueError):
-            pass
 
     # -- running ------------------------------------------------------------------------------
 
@@ -385,9 +423,9 @@ class Reactor:
             except Exception:
                 log.exception("error in I/O callback for %r", key.fileobj)
             if len(after_io) >= AFTER_IO_BATCH:
-                self._run_after_io()
+                self.run_after_io()
         if after_io:
-            self._run_after_io()
+            self.run_after_io()
         if self._cancelled_timers > 128 and self._cancelled_timers * 2 > len(timers):
             self._drop_cancelled()
             timers = self._timers
@@ -421,8 +459,39 @@ class Reactor:
         """Start serving ``app`` on ``host:port`` from this reactor; returns the ``Server``.
 
         The socket is bound and listening on return; requests are served while the reactor runs.
-        ``config`` takes the keys of ``evserve.config.Config``.
-        """
-        from evserve.server import Server  # server sits above the reactor in the layering
+        ``config`` takes the keys of ``evserve.config.Config``. The server is built by the
+        function ``evserve.server`` installed (see ``install_listen``).
 
-        return Server(self, app, host, port, **config)
+        Raises:
+            TypeError, ValueError: an unknown setting, or a setting or port out of range.
+            OSError: the address cannot be listened on.
+            RuntimeError: no listen function is installed (``evserve.server`` never imported).
+        """
+        listen = _listen
+        if listen is None:
+            raise RuntimeError(
+                "Reactor.listen needs the server layer: import evserve (or evserve.server) first"
+            )
+        return listen(self, app, host, port, **config)
+
+
+class ListenFunction(Protocol):
+    """The function behind ``Reactor.listen``: serve ``app`` on ``host:port`` from ``reactor``."""
+
+    def __call__(self, reactor: Reactor, app: Any, host: str, port: int, **config: Any) -> Server:
+        """Return a server of ``app`` listening on ``host:port``, run by ``reactor``."""
+        ...
+
+
+# Filled by evserve.server when it is imported (see install_listen).
+_listen: ListenFunction | None = None
+
+
+def install_listen(fn: ListenFunction) -> None:
+    """Make ``fn`` the function ``Reactor.listen`` calls (replacing any installed before).
+
+    ``evserve.server`` installs its ``listen`` when imported, so that the reactor serves
+    without importing the layer above it.
+    """
+    global _listen
+    _listen = fn

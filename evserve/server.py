@@ -16,7 +16,7 @@ from typing import Any, NoReturn
 from evserve.config import Config
 from evserve.connection import Connection, State
 from evserve.exchange import Handler, as_handler
-from evserve.reactor import EVENT_READ, Reactor
+from evserve.reactor import EVENT_READ, Reactor, install_listen
 from evserve.transport import SocketTransport
 
 __all__ = [
@@ -29,6 +29,7 @@ __all__ = [
     "force_exit",
     "format_url",
     "free_port_near",
+    "listen",
     "listen_error_message",
     "listen_or_exit",
     "log_to_stderr_if_unconfigured",
@@ -305,7 +306,7 @@ class Server:
     def _start_accepting(self) -> None:
         if self._sock is not None and not self._accepting:
             self._accepting = True
-            self.reactor._register(self._sock, EVENT_READ, self._on_accept)
+            self.reactor.register(self._sock, EVENT_READ, self._on_accept)
 
     def _resume_accepting(self) -> None:
         if not self._shutting_down and len(self._connections) < self.config.max_connections:
@@ -314,7 +315,7 @@ class Server:
     def _stop_accepting(self) -> None:
         if self._sock is not None and self._accepting:
             self._accepting = False
-            self.reactor._unregister(self._sock)
+            self.reactor.unregister(self._sock)
 
     def _on_accept(self, mask: int) -> None:
         lsock = self._sock
@@ -362,7 +363,7 @@ class Server:
     def _on_connection_closed(self, conn: Connection) -> None:
         self._connections.discard(conn)
         transport = conn.transport
-        if type(transport) is SocketTransport and transport.is_lingering:
+        if isinstance(transport, SocketTransport) and transport.is_lingering:
             self._lingering.add(transport)
             transport.on_closed = self._lingering.discard
         if not self._accepting and not self._shutting_down and \
@@ -427,9 +428,9 @@ class Server:
 
     def _close_now(self) -> None:
         self._close_listener()
-        # Responses finished earlier in this turn are still corked (see Reactor._after_io):
+        # Responses finished earlier in this turn are still corked (see Reactor.after_io):
         # hand them to the kernel before the aborts, which drop what is queued.
-        self.reactor._run_after_io()
+        self.reactor.run_after_io()
         for conn in list(self._connections):
             conn.abort()
         self._connections.clear()
@@ -487,6 +488,22 @@ class Server:
 
     def __repr__(self) -> str:
         return f"<Server {self.url} connections={len(self._connections)}>"
+
+
+def listen(reactor: Reactor, app: Any, host: str = DEFAULT_HOST, port: int = 0, **config: Any) -> Server:
+    """Serve ``app`` on ``host:port`` from ``reactor``: what ``reactor.listen(app, ...)`` does.
+
+    Installed behind ``Reactor.listen`` when this module is imported (see
+    ``evserve.reactor.install_listen``), so the reactor needs no import of the server.
+
+    Raises:
+        TypeError, ValueError: an unknown setting, or a setting or port out of range.
+        OSError: the address cannot be listened on.
+    """
+    return Server(reactor, app, host, port, **config)
+
+
+install_listen(listen)
 
 
 def serve(app: Any, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, **config: Any) -> None:

@@ -1,6 +1,7 @@
 """The socket transport: non-blocking reads and writes of one connection on the reactor.
 
-It implements ``connection.Transport``: a queue of ``memoryview`` slices and file segments sent
+It implements ``connection.Transport`` for an owner it knows only as a ``TransportOwner`` (the
+HTTP connection, or a test's stub): a queue of ``memoryview`` slices and file segments sent
 without copying (files through ``os.sendfile`` where the OS allows it), registration for
 writability only while output is pending, and reading paused while the connection asks for it or
 while unsent output (file segments included) is above the high-water mark.
@@ -12,6 +13,11 @@ drained; a client that pipelines requests for files without reading holds at mos
 Input while paused: the socket is still read, so that a reset (or an EOF) is noticed while the
 application holds a request, up to ``PAUSED_READ_SIZE`` bytes, which the connection keeps
 unprocessed; only then does the socket stop being watched for input.
+
+Every byte crosses the socket through four methods, ``recv``, ``send``, ``sendfile`` and
+``shutdown_writing``, and nothing else touches the socket's data: a transport over another byte
+layer (TLS) overrides those and inherits the queueing, flow control, deadlines and lingering
+close unchanged.
 """
 
 from __future__ import annotations
@@ -27,13 +33,12 @@ import sys
 import termios
 from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
-    from evserve.connection import Connection
     from evserve.reactor import Reactor, TimerHandle
 
-__all__ = ["SocketTransport"]
+__all__ = ["SocketTransport", "TransportOwner"]
 
 log = logging.getLogger("evserve.transport")
 
@@ -41,8 +46,11 @@ EVENT_READ = selectors.EVENT_READ
 EVENT_WRITE = selectors.EVENT_WRITE
 RECV_SIZE = 65536
 FILE_CHUNK = 65536  # bytes read per step when sendfile is not available
+SENDFILE_SIZE = 1 << 20  # most bytes of a file asked of one sendfile call
 _CONNECTION_ERRORS = (ConnectionError, TimeoutError)
 _HAS_SENDFILE = hasattr(os, "sendfile")
+# os.sendfile errors that mean "not for this socket or file system": read and send instead.
+_NO_SENDFILE = frozenset({errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOTSOCK})
 # Linux's SIOCOUTQ (the same number as TIOCOUTQ): unacknowledged bytes in a socket's send queue.
 _SIOCOUTQ: int | None = getattr(termios, "TIOCOUTQ", None) if sys.platform.startswith("linux") else None
 _LINGER_RESET = struct.pack("ii", 1, 0)  # close() sends RST: an abort, not a goodbye
@@ -56,6 +64,28 @@ PAUSED_READ_SIZE = 65536  # most bytes read while paused (buffered, unprocessed,
 _HAS_PREAD = hasattr(os, "pread")
 
 
+class TransportOwner(Protocol):
+    """What a transport tells the one it carries bytes for: the HTTP connection, or a stub."""
+
+    def data_received(self, data: bytes) -> None:
+        """Bytes arrived from the peer (never empty)."""
+
+    def eof_received(self) -> None:
+        """The peer closed its sending side; nothing more will be received."""
+
+    def drained(self) -> None:
+        """Unsent output is down to the low-water mark after a send: a writer told to wait
+        (``buffer_size()`` above the high-water mark) may go on."""
+
+    def connection_lost(self) -> None:
+        """The connection is over (reset, aborted, or closed by us); called once."""
+
+    @property
+    def linger_on_close(self) -> bool:
+        """Whether closing should drain the peer's input for a while first (see
+        ``SocketTransport``): False when the owner knows nothing more can come."""
+
+
 class _FileSegment:
     __slots__ = ("count", "file", "offset")
 
@@ -66,19 +96,29 @@ class _FileSegment:
 
 
 class SocketTransport:
-    """Moves one connection's bytes between its socket and its ``Connection``.
+    """Moves one connection's bytes between its socket and its owner (``conn``).
+
+    Socket I/O goes through ``recv``, ``send``, ``sendfile`` and ``shutdown_writing`` only; a
+    subclass overrides them to put a layer between the queue and the socket (TLS), and nothing
+    else. A subclass that overrides ``send`` but not ``sendfile`` gets files read in chunks and
+    passed to its ``send``: no byte goes around it.
 
     Args:
         reactor: the reactor the socket is registered with.
         sock: a connected, non-blocking stream socket.
         high_water: unsent bytes above which reading pauses and writers are told to wait.
         write_timeout: seconds the peer may leave output unread before the connection drops.
+
+    Attributes:
+        conn: the owner told of input, EOF, drained output and the end (set after construction).
+        sock: the socket (closed once ``is_closed``).
     """
 
     __slots__ = (
         "_closing",
         "_corked",
         "_corked_size",
+        "_eof",
         "_events",
         "_fd",
         "_linger_timer",
@@ -94,15 +134,17 @@ class SocketTransport:
         "high_water",
         "low_water",
         "on_closed",
+        "sock",
         "write_deadline",
         "write_timeout",
     )
 
     def __init__(self, reactor: Reactor, sock: socket.socket, high_water: int, write_timeout: float) -> None:
         self._reactor = reactor
-        self._sock: socket.socket | None = sock
+        self.sock = sock
+        self._sock: socket.socket | None = sock  # None once closed
         self._fd = sock.fileno()
-        self.conn: Connection | None = None
+        self.conn: TransportOwner | None = None
         self.high_water = high_water
         self.low_water = high_water // 4
         self.write_timeout = write_timeout
@@ -119,11 +161,90 @@ class SocketTransport:
         # connection then processes what it receives, so nothing piles up unprocessed).
         self._read_budget = PAUSED_READ_SIZE
         self._closing = False
-        self._use_sendfile = _HAS_SENDFILE
+        self._eof = False  # recv() returned b"": the peer sends nothing more
+        # os.sendfile writes to the fd itself: only while send() is the plain socket's, so that
+        # no byte goes around a layer a subclass or the socket adds (TLS).
+        self._use_sendfile = _HAS_SENDFILE and type(self).send is SocketTransport.send \
+            and type(sock).send is socket.socket.send
         self._events = EVENT_READ
         # Called with the transport once its socket is closed (set by whoever tracks lingerers).
         self.on_closed: Callable[[SocketTransport], object] | None = None
-        reactor._register(sock, EVENT_READ, self._on_event)
+        reactor.register(sock, EVENT_READ, self._on_event)
+
+    # -- socket I/O: what a transport over another byte layer (TLS) overrides ---------------
+
+    def recv(self, size: int) -> bytes:
+        """Read at most ``size`` bytes the peer sent.
+
+        Called when the socket is readable, and again only when it is readable again: an
+        override that buffers (a TLS record decrypted in part) must return what it holds, up
+        to ``size``, rather than keep it where the selector cannot see it.
+
+        Returns:
+            At least one byte, or ``b""`` once the peer has closed its sending side (EOF).
+
+        Raises:
+            BlockingIOError: nothing can be read now (``InterruptedError`` is taken the same way).
+            OSError: the connection failed (a reset): the transport aborts.
+        """
+        return self.sock.recv(size)
+
+    def send(self, data: bytes | memoryview) -> int:
+        """Send as much of ``data`` as the socket takes now, without blocking.
+
+        Returns:
+            How many bytes of ``data`` were taken, at least one; the rest is offered again,
+            from where it stopped, once the socket is writable.
+
+        Raises:
+            BlockingIOError: the socket takes nothing now (``InterruptedError`` likewise).
+            OSError: the connection failed: the transport aborts.
+        """
+        return self.sock.send(data)
+
+    def sendfile(self, file: Any, offset: int, count: int) -> int:
+        """Send up to ``count`` bytes of the open binary ``file`` from ``offset``.
+
+        ``os.sendfile`` where the OS, the file and the socket allow it (the kernel copies);
+        otherwise a chunk of at most ``FILE_CHUNK`` bytes is read and handed to ``send``. The
+        transport calls again for the rest, so sending less than ``count`` is fine.
+
+        Returns:
+            How many bytes were sent, at least one; 0 only when ``file`` has no byte at
+            ``offset`` (it is shorter than promised: the transport aborts).
+
+        Raises:
+            BlockingIOError: the socket takes nothing now (``InterruptedError`` likewise).
+            OSError, ValueError: the connection failed, or reading the file did (a closed
+                file raises ``ValueError``): the transport aborts.
+        """
+        if self._use_sendfile:
+            in_fd = _fileno(file)
+            if in_fd >= 0:
+                try:
+                    return os.sendfile(self._fd, in_fd, offset, count)
+                except OSError as exc:
+                    if exc.errno not in _NO_SENDFILE:
+                        raise
+                    self._use_sendfile = False  # this socket or file system refuses it
+        chunk = _read_chunk(file, offset, min(count, FILE_CHUNK))
+        if not chunk:
+            return 0
+        sent = self.send(chunk)
+        if not sent:  # an override that took nothing without saying so: 0 would mean "file ended"
+            raise BlockingIOError(errno.EAGAIN, "the socket takes nothing now")
+        return sent
+
+    def shutdown_writing(self) -> None:
+        """Tell the peer we send nothing more (TCP FIN); its input may still arrive.
+
+        Called once everything queued has been sent, when the connection closes with a
+        lingering close (a TLS transport sends its close_notify here).
+
+        Raises:
+            OSError: the connection is already gone: the transport closes the socket at once.
+        """
+        self.sock.shutdown(socket.SHUT_WR)
 
     # -- reactor callback -----------------------------------------------------------------
 
@@ -145,7 +266,7 @@ class SocketTransport:
             self._set_events(self._events & ~EVENT_READ)
             return
         try:
-            data = sock.recv(size if size < RECV_SIZE else RECV_SIZE)
+            data = self.recv(size if size < RECV_SIZE else RECV_SIZE)
         except (BlockingIOError, InterruptedError):
             return
         except OSError as exc:
@@ -154,12 +275,14 @@ class SocketTransport:
             log.debug("recv failed: %s", exc)
             self.abort()
             return
+        if not data:
+            self._eof = True
+            self._set_events(self._events & ~EVENT_READ)  # EOF stays readable: stop watching
+            if self.conn is not None:
+                self.conn.eof_received()
+            return
         conn = self.conn
         if conn is None:
-            return
-        if not data:
-            self._set_events(self._events & ~EVENT_READ)  # EOF stays readable: stop watching
-            conn.eof_received()
             return
         if paused:
             # The connection only buffers this (its application holds a request). Once the
@@ -174,7 +297,7 @@ class SocketTransport:
         # once this turn's fd callbacks have run, so one turn's responses leave in one burst.
         if self._corked is None:
             self._corked = []
-            self._reactor._after_io(self._uncork)
+            self._reactor.after_io(self._uncork)
         conn.data_received(data)
 
     def _uncork(self) -> None:
@@ -212,7 +335,7 @@ class SocketTransport:
             self._check_high_water()
             return
         try:
-            sent = sock.send(data)
+            sent = self.send(data)
         except (BlockingIOError, InterruptedError):
             sent = 0
         except OSError as exc:
@@ -318,7 +441,7 @@ class SocketTransport:
                 out.popleft()
                 continue
             try:
-                sent = sock.send(item)  # type: ignore[arg-type]
+                sent = self.send(item)  # type: ignore[arg-type]
             except (BlockingIOError, InterruptedError):
                 break
             except OSError as exc:
@@ -342,57 +465,26 @@ class SocketTransport:
         if self._out_size <= self.low_water:
             if (not self._paused or self._read_budget > 0) and not self._events & EVENT_READ \
                     and not self._closing and self.conn is not None \
-                    and not self.conn.peer_eof:  # EOF stays readable
+                    and not self._eof:  # EOF stays readable
                 self._set_events(self._events | EVENT_READ)
             if progressed and self.conn is not None:
                 self.conn.drained()
 
     def _send_file_step(self, seg: _FileSegment) -> int | None:
         """Send part of a file segment; returns bytes sent, or None if the transport aborted."""
-        if self._use_sendfile:
-            try:
-                in_fd = seg.file.fileno()
-            except (AttributeError, OSError, ValueError):  # io.UnsupportedOperation: no OS file
-                self._use_sendfile = False
-                return self._send_file_step(seg)
-            try:
-                sent = os.sendfile(self._fd, in_fd, seg.offset, min(seg.count, 1 << 20))
-            except (BlockingIOError, InterruptedError):
-                return 0
-            except OSError as exc:
-                if exc.errno in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOTSOCK):
-                    self._use_sendfile = False  # fall back to reads of bounded size
-                    return self._send_file_step(seg)
-                log.debug("sendfile failed: %s", exc)
-                self.abort()
-                return None
-            if sent == 0:  # the file is shorter than promised: the response cannot be completed
-                log.warning("file ended %d bytes early while sending", seg.count)
-                self.abort()
-                return None
-            seg.offset += sent
-            seg.count -= sent
-            return sent
         try:
-            seg.file.seek(seg.offset)
-            chunk = seg.file.read(min(seg.count, FILE_CHUNK))
-        except (OSError, ValueError) as exc:
-            log.warning("reading a file to send failed: %s", exc)
-            self.abort()
-            return None
-        if not chunk:
-            log.warning("file ended %d bytes early while sending", seg.count)
-            self.abort()
-            return None
-        sock = self._sock
-        if sock is None:
-            return None
-        try:
-            sent = sock.send(chunk)
+            sent = self.sendfile(seg.file, seg.offset, min(seg.count, SENDFILE_SIZE))
         except (BlockingIOError, InterruptedError):
             return 0
-        except OSError as exc:
-            log.debug("send failed: %s", exc)
+        except (OSError, ValueError) as exc:
+            if isinstance(exc, _CONNECTION_ERRORS):
+                log.debug("sending a file failed: %s", exc)  # the peer went away
+            else:
+                log.warning("sending a file failed: %s", exc)  # the file could not be read
+            self.abort()
+            return None
+        if not sent:  # the file is shorter than promised: the response cannot be completed
+            log.warning("file ended %d bytes early while sending", seg.count)
             self.abort()
             return None
         seg.offset += sent
@@ -464,11 +556,11 @@ class SocketTransport:
         old = self._events
         self._events = events
         if not events:
-            self._reactor._unregister(sock)
+            self._reactor.unregister(sock)
         elif not old:
-            self._reactor._register(sock, events, self._on_event)
+            self._reactor.register(sock, events, self._on_event)
         else:
-            self._reactor._modify(sock, events, self._on_event)
+            self._reactor.modify(sock, events, self._on_event)
 
     # -- flow control and closing ---------------------------------------------------------
 
@@ -489,7 +581,7 @@ class SocketTransport:
             return
         self._paused = False
         if not self._closing and self._out_size <= self.high_water and self.conn is not None \
-                and not self.conn.peer_eof:
+                and not self._eof:
             self._set_events(self._events | EVENT_READ)
 
     def close(self) -> None:
@@ -520,19 +612,19 @@ class SocketTransport:
         if sock is None:
             return
         conn = self.conn
-        if conn is not None and not conn.linger_on_close:
+        if self._eof or (conn is not None and not conn.linger_on_close):
             self._teardown()  # nothing more will come: close() sends FIN after our bytes
             return
         try:
-            sock.shutdown(socket.SHUT_WR)
+            self.shutdown_writing()
         except OSError:
             self._teardown()
             return
         self._out_size = LINGER_SIZE
         if self._events:  # one epoll_ctl: watch input only, with the draining callback
-            self._reactor._modify(sock, EVENT_READ, self._linger_read)
+            self._reactor.modify(sock, EVENT_READ, self._linger_read)
         else:
-            self._reactor._register(sock, EVENT_READ, self._linger_read)
+            self._reactor.register(sock, EVENT_READ, self._linger_read)
         self._events = EVENT_READ
         self._linger_timer = self._reactor.call_later(LINGER_TIME, self._teardown)
         conn, self.conn = self.conn, None
@@ -553,7 +645,7 @@ class SocketTransport:
             return
         try:
             while self._out_size > 0:  # the linger budget, as in _linger_read
-                data = sock.recv(RECV_SIZE)
+                data = self.recv(RECV_SIZE)
                 if not data:
                     break
                 self._out_size -= len(data)
@@ -566,7 +658,7 @@ class SocketTransport:
         if sock is None:
             return
         try:
-            data = sock.recv(RECV_SIZE)
+            data = self.recv(RECV_SIZE)
         except (BlockingIOError, InterruptedError):
             return
         except OSError:
@@ -591,7 +683,7 @@ class SocketTransport:
         if sock is None:
             return
         if self._events:
-            self._reactor._unregister(sock)
+            self._reactor.unregister(sock)
             self._events = 0
         self._sock = None
         if self._linger_timer is not None:
@@ -636,3 +728,17 @@ def _fileno(file: Any) -> int:
         return int(file.fileno())
     except (AttributeError, OSError, ValueError):  # io.UnsupportedOperation: no OS file
         return -1
+
+
+def _read_chunk(file: Any, offset: int, size: int) -> bytes:
+    """At most ``size`` bytes of ``file`` from ``offset`` (``b""`` at its end); ``os.pread``
+    when the file has a descriptor, so its position is left alone, else seek and read.
+
+    Raises:
+        OSError, ValueError: the file cannot be read (a closed file raises ``ValueError``).
+    """
+    fd = _fileno(file) if _HAS_PREAD else -1
+    if fd >= 0:
+        return os.pread(fd, size, offset)
+    file.seek(offset)
+    return bytes(file.read(size))

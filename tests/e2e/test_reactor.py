@@ -250,7 +250,7 @@ def test_after_io_calls_run_once_the_turns_fd_callbacks_have_run():
     def on_readable(sock, index):
         sock.recv(10)
         order.append(("read", index))
-        reactor._after_io(lambda: order.append(("after", index)))
+        reactor.after_io(lambda: order.append(("after", index)))
 
     with _readable_pairs(reactor, 5, on_readable):
         _run_until(reactor, lambda: len(order) == 10)
@@ -269,7 +269,7 @@ def test_after_io_calls_run_at_least_every_batch_of_fd_callbacks():
     def on_readable(sock, index):
         sock.recv(10)
         order.append("read")
-        reactor._after_io(lambda: order.append("after"))
+        reactor.after_io(lambda: order.append("after"))
 
     count = AFTER_IO_BATCH + 3
     with _readable_pairs(reactor, count, on_readable):
@@ -288,8 +288,8 @@ def test_a_failing_after_io_call_is_logged_and_the_others_still_run(caplog):
 
     def on_readable(sock, index):
         sock.recv(10)
-        reactor._after_io(lambda: 1 / 0)
-        reactor._after_io(lambda: ran.append("second"))
+        reactor.after_io(lambda: 1 / 0)
+        reactor.after_io(lambda: ran.append("second"))
 
     with _readable_pairs(reactor, 1, on_readable):
         _run_until(reactor, lambda: bool(ran))
@@ -307,8 +307,8 @@ def test_an_after_io_call_that_raises_through_leaves_the_rest_for_the_next_pass(
 
     def on_readable(sock, index):
         sock.recv(10)
-        reactor._after_io(interrupt)
-        reactor._after_io(lambda: ran.append("second"))
+        reactor.after_io(interrupt)
+        reactor.after_io(lambda: ran.append("second"))
 
     with _readable_pairs(reactor, 1, on_readable):
         with pytest.raises(KeyboardInterrupt):

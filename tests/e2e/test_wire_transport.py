@@ -25,7 +25,7 @@ class StubConnection:
     """What a transport calls on its connection, recorded."""
 
     def __init__(self) -> None:
-        self._peer_eof = False
+        self.eof = False
         self.received = bytearray()
         self.lost = 0
         self.linger_on_close = False
@@ -34,7 +34,7 @@ class StubConnection:
         self.received += data
 
     def eof_received(self) -> None:
-        self._peer_eof = True
+        self.eof = True
 
     def drained(self) -> None:
         pass
@@ -142,5 +142,5 @@ def test_an_eof_while_paused_is_seen(pair: Any) -> None:
     transport.pause_reading()
     peer.sendall(b"GET / HTTP/1.1\r\n")
     peer.shutdown(socket.SHUT_WR)
-    turn_until(reactor, lambda: conn._peer_eof)
+    turn_until(reactor, lambda: conn.eof)
     assert conn.received == b"GET / HTTP/1.1\r\n" and not transport.is_reading and conn.lost == 0
