@@ -435,8 +435,9 @@ class Connection:
                 self._linger = False
             self._close()
             return
-        self.transport.resume_reading()
-        if self.write_blocked():
+        transport = self.transport
+        transport.resume_reading()
+        if transport.buffer_size() > self._config.write_buffer_size:
             return  # wait in WRITING; drained() moves on
         self._next_request()
 

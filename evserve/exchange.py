@@ -207,14 +207,15 @@ class Exchange:
             ValueError: an invalid header, status or reason; a framing header among the pairs
                 (Content-Length, Transfer-Encoding: the writer sets those).
         """
-        if not self._check_fresh():
+        if self.state is not _FRESH and not self._check_fresh():
             return
         head = self.head
-        block, add_date = self._header_block(headers, add_date)
+        if not isinstance(headers, str):
+            headers, add_date = self._header_block(headers, add_date)
         framing, lines, self.keep_alive = frame_response(
             head.method, head.http_version, status, len(body), self.keep_alive)
         date = _date_line() if add_date else ""
-        data = f"{status_line(status, reason)}{block}{date}{lines}\r\n".encode("latin-1")
+        data = f"{status_line(status, reason)}{headers}{date}{lines}\r\n".encode("latin-1")
         self.state = _DONE
         transport = self._conn.transport
         if framing is _NO_BODY or not body:
@@ -250,11 +251,12 @@ class Exchange:
         if content_length is not None and content_length < 0:
             raise ValueError(f"content_length must be >= 0, not {content_length}")
         head = self.head
-        block, add_date = self._header_block(headers, add_date)
+        if not isinstance(headers, str):
+            headers, add_date = self._header_block(headers, add_date)
         framing, lines, self.keep_alive = frame_response(
             head.method, head.http_version, status, content_length, self.keep_alive)
         date = _date_line() if add_date else ""
-        self._conn.transport.write(f"{status_line(status, reason)}{block}{date}{lines}\r\n".encode("latin-1"))
+        self._conn.transport.write(f"{status_line(status, reason)}{headers}{date}{lines}\r\n".encode("latin-1"))
         if framing is _NO_BODY:
             self._has_body = False
             self.state = _DONE
@@ -394,12 +396,10 @@ class Exchange:
 
     # -- helpers ---------------------------------------------------------------------------------
 
-    def _header_block(self, headers: HeaderLines, add_date: bool) -> tuple[str, bool]:
-        """The header lines as one CRLF-ended block, and whether a Date must still be added."""
-        if type(headers) is str:
-            return headers, add_date
+    def _header_block(self, headers: Iterable[tuple[str, str]], add_date: bool) -> tuple[str, bool]:
+        """The pairs as one validated, CRLF-ended block, and whether a Date must still be added."""
         parts: list[str] = []
-        for name, value in headers:  # type: ignore[str-unpack]
+        for name, value in headers:
             validate_header(name, value)
             key = name.lower()
             if key in _FRAMING_NAMES:

@@ -114,12 +114,12 @@ class Response:
     @property
     def headers_sent(self) -> bool:
         """Whether the status line and headers have been handed to the connection."""
-        return self._state != _FRESH
+        return self._state is not _FRESH
 
     @property
     def finished(self) -> bool:
         """Whether the whole response has been handed to the connection (or abandoned)."""
-        return self._state == _DONE
+        return self._state is _DONE
 
     @property
     def silenced(self) -> bool:
@@ -127,7 +127,7 @@ class Response:
         away, the response could carry no body (HEAD, 204, 304: its head ended it), or the
         server answered in the handler's place (a timeout). Sends are then ignored, not
         refused with ``ResponseStateError``."""
-        return self._state == _DONE and (self._quiet or self.req.aborted)
+        return self._state is _DONE and (self._quiet or self.req.aborted)
 
     @property
     def app(self) -> Any:
@@ -135,7 +135,7 @@ class Response:
         return self.req.app
 
     def _check_fresh(self, what: str) -> None:
-        if self._state != _FRESH and not self._quiet and not self.req.aborted:
+        if self._state is not _FRESH and not self._quiet and not self.req.aborted:
             raise ResponseStateError(f"cannot {what}: the response was already sent")
 
     def _refuse(self, what: str) -> None:
@@ -242,7 +242,7 @@ class Response:
     def type(self, type_or_ext: str) -> Response:
         """Set Content-Type from a MIME type or an extension (``"json"``, ``".html"``)."""
         value = _TYPE_CACHE.get(type_or_ext)
-        if value is None or self._state != _FRESH:
+        if value is None or self._state is not _FRESH:
             from evserve.negotiation import content_type_for
 
             value = content_type_for(type_or_ext)
@@ -385,7 +385,7 @@ class Response:
         Raises:
             ResponseStateError: a response was already sent.
         """
-        if self._state != _FRESH:
+        if self._state is not _FRESH:
             self._refuse("send")
             return
         headers = self._headers
@@ -418,7 +418,7 @@ class Response:
                 JavaScript's ``JSON.stringify`` would silently write ``null``).
             TypeError: ``obj`` holds something JSON has no form for.
         """
-        if self._state != _FRESH:
+        if self._state is not _FRESH:
             self._refuse("send")
             return
         app = self.req.app
@@ -594,13 +594,13 @@ class Response:
         (``req.aborted``), or it may carry none (a HEAD request, 204, 304: the head ends it, so
         a streaming loop that checks the result or ``res.finished`` stops at once).
         """
-        if self._state == _DONE:
+        if self._state is _DONE:
             self._refuse("write")
             return False
         data = _body_bytes(chunk, "write")
-        if self._state == _FRESH:
+        if self._state is _FRESH:
             self._start_stream()
-            if self._state == _DONE:
+            if self._state is _DONE:
                 return False  # no body allowed: the head was the whole response
         exchange = self._exchange
         if exchange is None:
@@ -644,15 +644,15 @@ class Response:
         needed (set Content-Length first to avoid chunked framing). The file is closed once
         sent (or at once when the response has no body, as for HEAD).
         """
-        if self._state == _DONE:
+        if self._state is _DONE:
             file.close()
             if self.req.aborted:
                 return  # the client went away: nothing to send it to
             raise ResponseStateError("cannot write: the response has ended")
-        if self._state == _FRESH:
+        if self._state is _FRESH:
             self._start_stream()
         exchange = self._exchange
-        if exchange is None or self._state == _DONE:
+        if exchange is None or self._state is _DONE:
             file.close()  # no body allowed (HEAD, 204, 304): the head was the whole response
             return
         exchange.send_file(file, offset, count)
@@ -693,11 +693,11 @@ class Response:
 
     def end(self, data: str | bytes | None = None) -> None:
         """Finish the response, sending ``data`` last (a whole response if nothing was sent)."""
-        if self._state == _DONE:
+        if self._state is _DONE:
             self._refuse("end")
             return
         payload = b"" if data is None else _body_bytes(data, "end")
-        if self._state == _FRESH:
+        if self._state is _FRESH:
             self._state = _DONE
             if "connection" in self._headers:
                 self._honour_connection_header()
@@ -727,7 +727,7 @@ class Response:
 
     def flush_headers(self) -> None:
         """Send the status line and headers now, streaming the body that follows."""
-        if self._state == _FRESH:
+        if self._state is _FRESH:
             self._start_stream()
 
     def on_drain(self, callback: Callable[[], object]) -> None:
@@ -737,7 +737,7 @@ class Response:
         client gone, or a HEAD/204/304 whose head ended it): no drain will come, and calling
         back would turn a write-then-wait loop into a spin.
         """
-        if self._state == _DONE:
+        if self._state is _DONE:
             return
         exchange = self._exchange
         if exchange is None or not exchange.write_blocked:
@@ -759,7 +759,7 @@ class Response:
 
         future: Future[None] = Future()
         waiter = _DrainWaiter(future)
-        if self._state == _DONE:
+        if self._state is _DONE:
             waiter.fail()
         else:
             self.on_drain(waiter)  # failed by _finished if the response ends first
@@ -774,26 +774,26 @@ class Response:
         is pulled and a generator is closed (its ``finally`` runs).
         """
         iterator = iter(chunks)
-        if self._state == _FRESH and not body_allowed(self.req.method, self.status_code):
+        if self._state is _FRESH and not body_allowed(self.req.method, self.status_code):
             self._start_stream()  # the head is the whole response: pull nothing
-        if self._state == _DONE:
+        if self._state is _DONE:
             _close_iterator(iterator)
             return
         self.on_finish(lambda: _close_iterator(iterator))  # ended, or the client went away
 
         def pump(first: bool = False) -> None:
-            while self._state != _DONE:
+            while self._state is not _DONE:
                 try:
                     chunk = next(iterator)
                 except StopIteration:
-                    if self._state != _DONE:
+                    if self._state is not _DONE:
                         self.end()
                     return
                 except Exception as exc:
                     if on_error is not None:
                         on_error(exc)
                         return
-                    if first and self._state == _FRESH:
+                    if first and self._state is _FRESH:
                         raise  # nothing sent yet: the handler's error, so a 500 page says so
                     logging.getLogger("evserve").exception(
                         "error producing the body of %s %s: connection aborted",
@@ -802,7 +802,7 @@ class Response:
                         self._exchange.abort()
                     return
                 first = False
-                if not self.write(chunk) and self._state != _DONE:
+                if not self.write(chunk) and self._state is not _DONE:
                     self.on_drain(pump)
                     return
 
@@ -819,7 +819,7 @@ class Response:
 
     def on_finish(self, callback: Callable[[], object]) -> None:
         """Call ``callback()`` once when the response is finished or the client goes away."""
-        if self._state == _DONE:
+        if self._state is _DONE:
             callback()
             return
         if self._finish_callbacks is None:
