@@ -77,8 +77,9 @@ def validate_reason(reason: str) -> None:
 
 
 def body_allowed(method: str, status: int) -> bool:
-    """Whether a response with ``status`` to a ``method`` request may carry a body."""
-    return not (method == "HEAD" or status < 200 or status == 204 or status == 304)
+    """Whether a response with ``status`` to a ``method`` request may carry a body (not for
+    HEAD, 1xx, 204, 205 or 304: RFC 9110 sections 9.3.2, 15.2, 15.3.5, 15.3.6, 15.4.5)."""
+    return not (method == "HEAD" or status < 200 or status == 204 or status == 205 or status == 304)
 
 
 class Framing(enum.IntEnum):
@@ -116,11 +117,15 @@ def frame_response(
         connection persists after the response (False for a body delimited by the close).
         A response without a body keeps the Content-Length it was given, which then states
         what a GET would have carried (RFC 9110 section 8.6), except a 304, which describes no
-        body, and 1xx and 204, which may not carry the field at all.
+        body, 1xx and 204, which may not carry the field at all, and 205, whose length is 0.
     """
-    if method == "HEAD" or status < 200 or status == 204 or status == 304:
+    if not body_allowed(method, status):
         framing = _NO_BODY
-        if content_length is None or status < 200 or status == 204 or status == 304:
+        if status == 205:
+            # RFC 9110 section 15.3.6: no content, said with a zero length so that the
+            # connection can carry on.
+            lines = "Content-Length: 0\r\n"
+        elif content_length is None or status < 200 or status == 204 or status == 304:
             lines = ""
         else:
             lines = f"Content-Length: {content_length}\r\n"
