@@ -498,7 +498,6 @@ class TestClient:
             if data:
                 session.received += len(data)
                 sink(data)
-                continue  # taking may have let the connection write more (drained)
             result = poll()
             if result is not None:
                 return result
@@ -511,6 +510,8 @@ class TestClient:
                 continue
             if now >= deadline:
                 raise stuck()
+            if transport.has_output:
+                continue  # the read let a streaming writer go on (drained): read that first
             reactor.run_once(min(max(0.0, min(deadline, conn.deadline) - now), MAX_WAIT))
 
 

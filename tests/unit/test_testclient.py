@@ -7,6 +7,7 @@ few tests that need time to pass (a deadline) use settings of a few tens of mill
 from __future__ import annotations
 
 import gzip
+import itertools
 import logging
 import threading
 import time
@@ -532,6 +533,12 @@ def test_a_response_that_never_ends_gives_a_clear_timeout(app, client):
     app.get("/half", lambda req, res: res.write("started"))
     with pytest.raises(ResponseTimeout, match=r"the response started \(\d+ bytes received\) but has not ended"):
         client.get("/half", timeout=0.05)
+
+
+def test_an_endless_stream_meets_the_timeout(app, client):
+    app.get("/endless", lambda req, res: res.stream(itertools.repeat(b"e" * 1000)))
+    with pytest.raises(ResponseTimeout, match="GET /endless: .* has not ended"):
+        client.get("/endless", timeout=0.05)
 
 
 def test_error_after_the_response_started_is_a_disconnect(app, client):
