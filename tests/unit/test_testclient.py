@@ -537,7 +537,7 @@ def test_a_response_that_never_ends_gives_a_clear_timeout(app, client):
 
 def test_an_endless_stream_meets_the_timeout(app, client):
     app.get("/endless", lambda req, res: res.stream(itertools.repeat(b"e" * 1000)))
-    with pytest.raises(ResponseTimeout, match="GET /endless: .* has not ended"):
+    with pytest.raises(ResponseTimeout, match=r"GET /endless: .* has not ended"):
         client.get("/endless", timeout=0.05)
 
 
