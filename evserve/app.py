@@ -15,7 +15,7 @@ from evserve.config import Config
 from evserve.errors import HTTPError
 from evserve.express import request_pair
 from evserve.request import origin_form, trust_predicate
-from evserve.router import Router, _Walk
+from evserve.router import Router, RouterWalk
 from evserve.server import DEFAULT_HOST, DEFAULT_PORT
 from evserve.status import reason_phrase
 
@@ -145,7 +145,7 @@ class App(Router):
         """Serve one request of a connection (the app as the connection's handler)."""
         req, res = request_pair(exchange)
         req.app = self
-        _Walk(self, req, res, _Final(self, req, res)).run(None)
+        RouterWalk(self, req, res, _Final(self, req, res)).run(None)
 
     def refuse_exchange(self, exchange: Exchange, status: int, reason: str) -> None:
         """Render a request the server refused after its head (see ``render_protocol_error``)."""
@@ -156,7 +156,7 @@ class App(Router):
         """Handle a request: ``app(req, res)`` at the top, ``app(req, res, next)`` when mounted."""
         if next_ is None:
             req.app = self
-            _Walk(self, req, res, _Final(self, req, res)).run(None)
+            RouterWalk(self, req, res, _Final(self, req, res)).run(None)
         else:
             self.handle(req, res, next_)
 
@@ -169,7 +169,7 @@ class App(Router):
         # Middleware that watches every response (logger) sees this one too, although the walk
         # below runs only error middleware: its ``on_refusal(req, res)`` hook is called first.
         _call_refusal_hooks(self, req.path, req, res)
-        _Walk(self, req, res, _Final(self, req, res, refusal)).run(refusal)
+        RouterWalk(self, req, res, _Final(self, req, res, refusal)).run(refusal)
 
     def handle(self, req: Request, res: Response, done: Callable[..., None]) -> None:
         """Walk this app's stack; ``req.app`` is this app inside and restored when leaving."""

@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from evserve.request import Request
     from evserve.response import Response
 
-__all__ = ["METHODS", "Layer", "Next", "Route", "Router", "handler_role"]
+__all__ = ["METHODS", "Layer", "Next", "Route", "Router", "RouterWalk", "handler_role"]
 
 log = logging.getLogger("evserve")
 
@@ -381,7 +381,7 @@ class Router:
 
     def handle(self, req: Request, res: Response, done: Callable[..., None]) -> None:
         """Walk the stack for ``req``; ``done(err=None)`` runs when the walk leaves the router."""
-        _Walk(self, req, res, done).run(None)
+        RouterWalk(self, req, res, done).run(None)
 
     def _candidates(self, path: str) -> list[int]:
         """Indices of the layers that may match ``path``, in registration order."""
@@ -399,7 +399,7 @@ class Router:
         return merged
 
 
-class _Walk:
+class RouterWalk:
     """The state of one request's walk through one router; it is also that walk's ``next``."""
 
     __slots__ = (
@@ -627,7 +627,7 @@ class _RouteWalk:
 
     __slots__ = ("in_call", "method", "outer", "pending", "pos", "req", "res", "route")
 
-    def __init__(self, route: Route, req: Request, res: Response, outer: _Walk) -> None:
+    def __init__(self, route: Route, req: Request, res: Response, outer: RouterWalk) -> None:
         self.route = route
         self.req = req
         self.res = res
