@@ -272,8 +272,7 @@ class Connection:
         if state is _CLOSED:
             return
         if state is _SWITCHED:
-            if self._protocol is not None:
-                self._protocol.data_received(data)
+            self._to_protocol("data_received", data)
             return
         self._parser.receive_data(data)
         if state is _IDLE:
@@ -287,8 +286,7 @@ class Connection:
             return
         self.peer_eof = True
         if self.state is _SWITCHED:
-            if self._protocol is not None:
-                self._protocol.eof_received()
+            self._to_protocol("eof_received")
             return
         self._parser.receive_data(b"")
         if self.state is _IDLE or (self.state is _READING_HEADERS and not self._parser.in_message):
@@ -451,12 +449,29 @@ class Connection:
         self._move(_SWITCHED)
         self.deadline = INF
         self._protocol = protocol
-        trailing = self._parser.switch_protocol()
-        protocol.connection_made(self.transport)
-        if trailing and self.state is _SWITCHED:
-            protocol.data_received(trailing)
+        try:
+            trailing = self._parser.switch_protocol()
+            protocol.connection_made(self.transport)
+        except Exception:
+            app_log.exception("%r failed to take over the connection: dropped", protocol)
+            self.abort()
+            return
+        if trailing:
+            self._to_protocol("data_received", trailing)
         if self.state is _SWITCHED:
             self.transport.resume_reading()
+
+    def _to_protocol(self, event: str, *args: Any) -> None:
+        """Pass a transport event to the switched protocol; one that raises loses the
+        connection (its error is logged), never the reactor's loop."""
+        protocol = self._protocol
+        if protocol is None:
+            return
+        try:
+            getattr(protocol, event)(*args)
+        except Exception:
+            app_log.exception("error in %r.%s: connection dropped", protocol, event)
+            self.abort()
 
     def _next_request(self) -> None:
         if self.stopping:
@@ -481,8 +496,7 @@ class Connection:
         if state is _WRITING:
             self._next_request()
         elif state is _SWITCHED:
-            if self._protocol is not None:
-                self._protocol.drained()
+            self._to_protocol("drained")
         elif self._exchange is not None:
             self._exchange.drained()
 
@@ -564,8 +578,7 @@ class Connection:
         if self._exchange is not None:
             self._exchange.close_after()
         if state is _SWITCHED:
-            if self._protocol is not None:
-                self._protocol.shutdown()
+            self._to_protocol("shutdown")
         elif state is _IDLE or (state is _READING_HEADERS and not self._parser.in_message):
             self._close()
 

@@ -5,7 +5,17 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-__all__ = ["EvserveError", "HTTPError", "ParseError", "PatternError", "ResponseStateError"]
+__all__ = [
+    "ClientError",
+    "EvserveError",
+    "HTTPError",
+    "MalformedResponse",
+    "ParseError",
+    "PatternError",
+    "ResponseStateError",
+    "ResponseTimeout",
+    "ServerDisconnected",
+]
 
 HeadersArg = Mapping[str, str] | Iterable[tuple[str, str]] | None
 
@@ -103,3 +113,23 @@ class PatternError(EvserveError, ValueError):
 
 class ResponseStateError(EvserveError, RuntimeError):
     """An operation that the response's state forbids, such as sending a second response."""
+
+
+# -- the test client's (evserve.testing) --------------------------------------------------------
+
+
+class ClientError(EvserveError):
+    """The test client got no complete, valid response; the message names the request."""
+
+
+class ResponseTimeout(ClientError, TimeoutError):
+    """No complete response came within the request's ``timeout``; the message says what the
+    server was doing (a handler that has not answered, a response that has not ended)."""
+
+
+class ServerDisconnected(ClientError, ConnectionError):
+    """The server closed (or reset) the connection before the response was complete."""
+
+
+class MalformedResponse(ClientError):
+    """The server wrote something an HTTP/1.1 client must refuse (RFC 9112)."""

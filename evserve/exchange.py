@@ -86,6 +86,7 @@ _STREAMING = ResponseState.STREAMING
 _DONE = ResponseState.DONE
 _LOST = ResponseState.LOST
 _NO_BODY = Framing.NO_BODY
+_LENGTH = Framing.LENGTH
 _CHUNKED = Framing.CHUNKED
 _BIG_BODY = 65536  # a whole body above this is written apart from its head (no big copy)
 # Lines that state the framing: the writer's to decide, never a handler's.
@@ -112,7 +113,7 @@ class Exchange:
     __slots__ = (
         "_chunked",
         "_conn",
-        "_has_body",
+        "_remaining",
         "body",
         "head",
         "keep_alive",
@@ -129,7 +130,7 @@ class Exchange:
         self.keep_alive = keep_alive
         self.state = _FRESH
         self._chunked = False
-        self._has_body = True
+        self._remaining = -1  # body bytes still owed under a declared length (-1: not counted)
         self.on_drained: Callable[[], object] | None = None
         self.on_lost: Callable[[], object] | None = None
         self.on_taken_over: Callable[[int], object] | None = None
@@ -209,6 +210,8 @@ class Exchange:
         """
         if self.state is not _FRESH and not self._check_fresh():
             return
+        if status < 200:
+            raise ValueError(f"{status} is not a final status: use inform() or upgrade()")
         head = self.head
         if not isinstance(headers, str):
             headers, add_date = self._header_block(headers, add_date)
@@ -248,6 +251,8 @@ class Exchange:
         """
         if not self._check_fresh():
             return False
+        if status < 200:
+            raise ValueError(f"{status} is not a final status: use inform() or upgrade()")
         if content_length is not None and content_length < 0:
             raise ValueError(f"content_length must be >= 0, not {content_length}")
         head = self.head
@@ -258,11 +263,12 @@ class Exchange:
         date = _date_line() if add_date else ""
         self._conn.transport.write(f"{status_line(status, reason)}{headers}{date}{lines}\r\n".encode("latin-1"))
         if framing is _NO_BODY:
-            self._has_body = False
             self.state = _DONE
             self._conn.response_complete(self)
             return False
         self._chunked = framing is _CHUNKED
+        if framing is _LENGTH:
+            self._remaining = content_length  # type: ignore[assignment]
         self.state = _STREAMING
         return True
 
@@ -279,6 +285,8 @@ class Exchange:
                 raise ResponseStateError("write() before start_response()")
             return False
         if data:
+            if self._remaining >= 0:
+                self._count(len(data))
             self._conn.transport.write(frame_chunk(data) if self._chunked else data)
         return not self._conn.write_blocked()
 
@@ -295,6 +303,12 @@ class Exchange:
             if self.state is _FRESH:
                 raise ResponseStateError("send_file() before start_response()")
             return
+        if self._remaining >= 0:
+            try:
+                self._count(count)
+            except ValueError:
+                file.close()
+                raise
         transport = self._conn.transport
         if self._chunked:
             transport.write(chunk_size_line(count))
@@ -314,6 +328,16 @@ class Exchange:
             if state is _FRESH:
                 raise ResponseStateError("end() before start_response()")
             return
+        if self._remaining >= 0:
+            if data:
+                self._count(len(data))
+            if self._remaining:
+                # The head promised more: the peer would wait for bytes that never come, or
+                # read the next response as the rest of this one. Cut the connection.
+                missing = self._remaining
+                self._conn.abort()
+                raise ValueError(f"the response ended {missing} bytes short of its declared "
+                                 "Content-Length: connection aborted")
         transport = self._conn.transport
         if self._chunked:
             transport.write(frame_chunk(data) + LAST_CHUNK if data else LAST_CHUNK)
@@ -330,8 +354,12 @@ class Exchange:
         """
         if not 100 <= status <= 199 or status == 101:
             raise ValueError(f"inform() takes an interim status 100-199 other than 101, not {status}")
-        if self.state is _FRESH:
-            self._conn.transport.write(serialize_head(status, headers))
+        lines = list(headers)
+        for name, value in lines:
+            _check_bodyless_line(name, value)
+        # RFC 9110 section 15.2: no 1xx to an HTTP/1.0 client, which would take it as final.
+        if self.state is _FRESH and self.head.http_version == "1.1":
+            self._conn.transport.write(serialize_head(status, lines))
 
     def upgrade(self, protocol: SwitchedProtocol, headers: Iterable[tuple[str, str]] = ()) -> None:
         """Answer 101 Switching Protocols and hand the connection to ``protocol``.
@@ -350,7 +378,10 @@ class Exchange:
             return
         if self.head.http_version != "1.1" or not self.keep_alive:
             raise ResponseStateError("this request cannot switch protocols (HTTP/1.0, or closing)")
-        self._conn.transport.write(serialize_head(101, headers))
+        lines = list(headers)
+        for name, value in lines:
+            _check_bodyless_line(name, value)
+        self._conn.transport.write(serialize_head(101, lines))
         self.state = _DONE
         self._conn.switch_protocol(self, protocol)
 
@@ -396,6 +427,13 @@ class Exchange:
 
     # -- helpers ---------------------------------------------------------------------------------
 
+    def _count(self, size: int) -> None:
+        """Count ``size`` body bytes against the declared length; refuse what would pass it."""
+        if size > self._remaining:
+            raise ValueError(f"{size} bytes would pass the declared Content-Length "
+                             f"({self._remaining} bytes left): nothing sent")
+        self._remaining -= size
+
     def _header_block(self, headers: Iterable[tuple[str, str]], add_date: bool) -> tuple[str, bool]:
         """The pairs as one validated, CRLF-ended block, and whether a Date must still be added."""
         parts: list[str] = []
@@ -416,6 +454,14 @@ class Exchange:
 
     def __repr__(self) -> str:
         return f"<Exchange {self.head.method} {self.head.target} {self.state.name}>"
+
+
+def _check_bodyless_line(name: str, value: str) -> None:
+    """Validate a header line of a 1xx response, which may state no body framing (RFC 9110
+    sections 8.6 and 6.4.1)."""
+    validate_header(name, value)
+    if name.lower() in ("content-length", "transfer-encoding"):
+        raise ValueError(f"a 1xx response carries no {name}")
 
 
 def plain_error(exchange: Exchange, status: int, reason: str | None = None) -> None:
@@ -511,12 +557,12 @@ def as_handler(target: Any) -> Handler:
     """
     if callable(getattr(target, "handle_exchange", None)) and callable(getattr(target, "refuse_exchange", None)):
         return target  # type: ignore[no-any-return]
+    if callable(target) and not isinstance(target, type) and _positional_count(target) == 1:
+        return FunctionHandler(target)
     for adapter in _adapters:
         handler = adapter(target)
         if handler is not None:
             return handler
-    if callable(target) and _positional_count(target) == 1:
-        return FunctionHandler(target)
     raise TypeError(
         f"cannot serve {target!r}: pass an App, a function fn(req, res), a function "
         "fn(exchange), or an object with handle_exchange(exchange) and "

@@ -521,6 +521,7 @@ class Response:
         self.send(text)
 
     def _send_bytes(self, data: bytes, *, etag: bool) -> None:
+        self._check_final()
         headers = self._headers
         req = self.req
         status = self.status_code
@@ -607,7 +608,14 @@ class Response:
             return True
         return exchange.write(data)
 
+    def _check_final(self) -> None:
+        """A 1xx is interim, never the answer: refused before anything changes."""
+        if self.status_code < 200:
+            raise ValueError(f"cannot send a response with status {self.status_code}: a 1xx is "
+                             "interim, not a final response")
+
     def _start_stream(self, content_length: int | None = None, *, default_type: bool = True) -> None:
+        self._check_final()
         headers = self._headers
         if self.status_code == 204 or self.status_code == 304:
             # No content, so nothing to describe (as for a whole 204/304, see _send_bytes).
@@ -698,6 +706,7 @@ class Response:
             return
         payload = b"" if data is None else _body_bytes(data, "end")
         if self._state is _FRESH:
+            self._check_final()
             self._state = _DONE
             if "connection" in self._headers:
                 self._honour_connection_header()

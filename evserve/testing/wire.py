@@ -17,7 +17,7 @@ import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from evserve.errors import EvserveError
+from evserve.errors import ClientError, MalformedResponse, ResponseTimeout, ServerDisconnected
 
 if TYPE_CHECKING:
     from evserve.connection import Connection
@@ -36,23 +36,6 @@ log = logging.getLogger("evserve.testing")
 
 MAX_HEAD_SIZE = 1 << 20  # bytes of a response head (status line, headers) the reader accepts
 MAX_CHUNK_LINE = 4096  # bytes of a chunk-size line with its extensions
-
-
-class ClientError(EvserveError):
-    """The test client got no complete, valid response; the message names the request."""
-
-
-class ResponseTimeout(ClientError, TimeoutError):
-    """No complete response came within the request's ``timeout``; the message says what the
-    server was doing (a handler that has not answered, a response that has not ended)."""
-
-
-class ServerDisconnected(ClientError, ConnectionError):
-    """The server closed (or reset) the connection before the response was complete."""
-
-
-class MalformedResponse(ClientError):
-    """The server wrote something an HTTP/1.1 client must refuse (RFC 9112)."""
 
 
 class MemoryTransport:

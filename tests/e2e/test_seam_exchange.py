@@ -246,9 +246,6 @@ def test_write_before_start_response_raises(serve: Serve, clients: Clients) -> N
     assert seen == ["refused", "refused"]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "evserve bug: Exchange.end() does not check the bytes written against the declared "
-    "content_length; the connection stays open and the peer waits for bytes that never come"))
 def test_a_body_shorter_than_its_declared_length_is_not_left_for_the_peer_to_wait_on(
         serve: Serve, clients: Clients) -> None:
     def handler(exchange: Exchange) -> None:
@@ -267,9 +264,6 @@ def test_a_body_shorter_than_its_declared_length_is_not_left_for_the_peer_to_wai
         client.read_response()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "evserve bug: Exchange.write() sends bytes past the declared content_length; they reach "
-    "the peer as the start of the next response"))
 def test_bytes_past_the_declared_length_never_reach_the_peer(serve: Serve, clients: Clients) -> None:
     refused: list[str] = []
 
@@ -385,9 +379,6 @@ def test_inform_refuses_101_and_final_statuses(serve: Serve, clients: Clients) -
     assert refused == [99, 101, 200, 204]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "evserve bug: Exchange.inform() sends a 1xx to an HTTP/1.0 client, which RFC 9110 "
-    "section 15.2 forbids (it should drop it, as the connection does for 100-continue)"))
 def test_inform_sends_nothing_to_an_http_1_0_client(serve: Serve, clients: Clients) -> None:
     def handler(exchange: Exchange) -> None:
         exchange.inform(103, [("Link", "</a.css>; rel=preload")])
@@ -398,9 +389,6 @@ def test_inform_sends_nothing_to_an_http_1_0_client(serve: Serve, clients: Clien
     assert client.read_response().status == 200
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "evserve bug: respond()/start_response() accept a 1xx status and complete the exchange "
-    "with it, so the client never gets a final response (h11 refuses it; inform() is for 1xx)"))
 @pytest.mark.parametrize("status", [100, 101, 103, 199])
 def test_a_final_response_cannot_be_informational(serve: Serve, clients: Clients, status: int) -> None:
     refused: list[str] = []
@@ -871,10 +859,6 @@ class FailingProtocol(EchoProtocol):
         super().shutdown()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "evserve bug: when the switch fails (protocol.connection_made raises, or the parser does), "
-    "Connection.switch_protocol has already moved to SWITCHED and dropped the exchange, so "
-    "_handler_failed does nothing: the connection stays open for ever, with no deadline"))
 def test_a_protocol_that_fails_to_start_gets_its_connection_dropped(
         serve: Serve, clients: Clients) -> None:
     require_switch_protocol()
@@ -894,10 +878,6 @@ def test_a_protocol_that_fails_to_start_gets_its_connection_dropped(
         server.close()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "evserve bug: an exception from a switched protocol's shutdown() escapes "
-    "Connection.shutdown into Server._begin_shutdown, which then neither shuts down the other "
-    "connections nor schedules the forced close: the server never closes"))
 def test_a_protocol_that_fails_to_stop_does_not_stop_the_shutdown(
         serve: Serve, clients: Clients) -> None:
     require_switch_protocol()

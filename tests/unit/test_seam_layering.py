@@ -561,7 +561,6 @@ def test_every_allowed_private_is_still_used() -> None:
     assert not stale, f"allow-list entries no longer used (remove them here and in docs/internals.md): {stale}"
 
 
-@pytest.mark.xfail(strict=True, reason="pending: docs/internals.md lists the allowed privates")
 @pytest.mark.parametrize("name", sorted(ALLOWED_PRIVATE))
 def test_each_allowed_private_is_in_the_internals_guide(name: str) -> None:
     guide = (ROOT / "docs" / "internals.md").read_text(encoding="utf-8")
