@@ -3,7 +3,9 @@
 No socket, clock, thread or logging here. Feed bytes with ``receive_data`` (``b""`` means the
 peer closed its side), then call ``next_event`` until it returns ``None`` (more data needed).
 Events, in order, for each request: one ``RequestHead``, zero or more ``BodyChunk``, one
-``EndOfMessage``. Several pipelined requests in one buffer come out one after another.
+``EndOfMessage``. Several pipelined requests in one buffer come out one after another. When a
+response switches the connection to another protocol, ``switch_protocol`` hands back the bytes
+that followed the request and retires the parser.
 
 Guarantees:
     * ``next_event`` raises only ``ParseError`` (carrying the status to answer with), whatever
@@ -150,6 +152,7 @@ _CHUNK_END = 4  # the CRLF after a chunk's data
 _TRAILERS = 5
 _END = 6  # EndOfMessage is due
 _DONE = 7  # the connection carries no further request
+_SWITCHED = 8  # the connection left HTTP/1.1 (switch_protocol): nothing more is parsed
 
 
 class RequestParser:
@@ -213,7 +216,12 @@ class RequestParser:
     # -- input ----------------------------------------------------------------------------
 
     def receive_data(self, data: bytes) -> None:
-        """Append bytes received from the peer; ``b""`` means the peer closed its sending side."""
+        """Append bytes received from the peer; ``b""`` means the peer closed its sending side.
+
+        After ``switch_protocol`` the bytes are dropped unparsed (see there).
+        """
+        if self._state == _SWITCHED:
+            return
         if not data:
             self._eof = True
             return
@@ -246,12 +254,46 @@ class RequestParser:
         """True while a request has started (some of it received) but has not ended."""
         if self._state == _HEAD:
             return self._pos < len(self._buf)
-        return self._state != _DONE
+        return self._state < _DONE
 
     @property
     def is_done(self) -> bool:
-        """True once a request that does not keep the connection alive has ended."""
-        return self._state == _DONE
+        """True once the connection can carry no further request: a request that does not keep
+        it alive has ended, or ``switch_protocol`` was called."""
+        return self._state >= _DONE
+
+    def switch_protocol(self) -> bytes:
+        """Leave HTTP/1.1: return the bytes received after the last request, parse no more.
+
+        Call it when the response to a request switched the connection to another protocol
+        (101 Switching Protocols, RFC 9110 section 15.2.2; a 2xx to CONNECT, section 9.3.6),
+        once that request's ``EndOfMessage`` has come out of ``next_event`` and before
+        ``next_event`` is called again (which would read on as HTTP). What the peer sent
+        after the request's last byte already belongs to the new protocol: it is returned
+        whole and in order, each byte exactly once (the unparsed end of the buffer, copied at
+        most once; ``b""`` if there is none), and the parser lets go of its buffer.
+
+        From then on the parser is inert, whatever was or will be fed to it: ``next_event``
+        returns ``None`` (even after a ``ParseError``, which is not raised again),
+        ``receive_data`` drops its bytes without parsing them (the new protocol reads the
+        transport itself), ``buffered`` is 0, ``in_message`` False, ``is_done`` True, and a
+        further call returns ``b""``. Called before the ``EndOfMessage`` came out, the bytes
+        start right after the last event returned (so they hold the rest of that request).
+        Never raises.
+        """
+        buf = self._buf
+        pos = self._pos
+        if pos == 0 and type(buf) is bytes:
+            rest = buf
+        elif pos >= len(buf):
+            rest = b""
+        else:
+            rest = bytes(memoryview(buf)[pos:])
+        self._buf = b""
+        self._pos = self._scan = 0
+        self._state = _SWITCHED
+        self._error = None
+        return rest
 
     # -- output ---------------------------------------------------------------------------
 

@@ -1,13 +1,18 @@
-"""The parser's side of the seam: heads that cannot change once parsed."""
+"""The parser's side of the seam: heads that cannot change once parsed, and the hand-over of a
+connection's bytes to another protocol (``switch_protocol``)."""
 
 from __future__ import annotations
 
 import dataclasses
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
+from evserve.errors import ParseError
 from evserve.headers import Headers
-from evserve.parser import EndOfMessage, RequestHead, RequestParser
+from evserve.parser import BodyChunk, EndOfMessage, RequestHead, RequestParser
+from tests.strategies import GenRequest, requests, split_at
 
 HEAD = (
     b"GET /chat HTTP/1.1\r\nHost: example.com\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
@@ -143,3 +148,107 @@ def test_a_parser_between_requests_holds_no_bytes(request_: bytes) -> None:
     p.receive_data(request_ + request_[:5])  # a pipelined start stays, of course
     events_until_end(p)
     assert p.buffered == 5 and p.in_message
+
+
+# -- switch_protocol ----------------------------------------------------------------------
+
+
+def test_switch_protocol_hands_back_what_followed_the_request_and_parses_no_more() -> None:
+    p = RequestParser()
+    frames = b"\x81\x85\x37\xfa\x21\x3d\x7f\x9f\x4d\x51\x58"  # a masked WebSocket text frame
+    p.receive_data(HEAD + frames)
+    assert [type(e) for e in events_until_end(p)] == [RequestHead, EndOfMessage]
+    assert p.switch_protocol() == frames
+    assert p.next_event() is None and p.buffered == 0
+    assert not p.in_message and p.is_done
+    p.receive_data(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n")  # dropped: never parsed as HTTP
+    p.receive_data(b"")
+    assert p.next_event() is None and p.buffered == 0 and not p.in_message
+    assert p.switch_protocol() == b""
+
+
+def test_switch_protocol_copies_nothing_it_need_not() -> None:
+    p = RequestParser()
+    p.receive_data(HEAD)
+    events_until_end(p)
+    later = b"\x88\x80\x00\x00\x00\x00"
+    p.receive_data(later)
+    assert p.switch_protocol() is later  # received after the request: handed back as is
+
+
+@pytest.mark.parametrize("trailing", [b"", b"\x00", b"\r\n", b"GET / HTTP/1.1\r\nHost: h\r\n\r\n"])
+def test_switch_protocol_after_bodies(trailing: bytes) -> None:
+    sized = b"POST /u HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\n\r\nabc"
+    chunked = b"POST /u HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\nT: 1\r\n\r\n"
+    for request in (sized, chunked, HEAD):
+        p = RequestParser()
+        p.receive_data(request[:20])
+        assert p.next_event() is None
+        p.receive_data(request[20:] + trailing)
+        events = events_until_end(p)
+        assert type(events[-1]) is EndOfMessage
+        assert b"".join(e.data for e in events if type(e) is BodyChunk) == (b"abc" if request != HEAD else b"")
+        assert p.switch_protocol() == trailing
+        assert p.next_event() is None
+
+
+def test_switch_protocol_before_the_end_of_message_starts_after_the_last_event() -> None:
+    p = RequestParser()
+    p.receive_data(b"CONNECT a.example:443 HTTP/1.1\r\nHost: a.example:443\r\n\r\n\x16\x03\x01")
+    assert type(p.next_event()) is RequestHead
+    assert p.switch_protocol() == b"\x16\x03\x01"  # EndOfMessage was due, not yet returned
+    assert p.next_event() is None
+
+
+def test_switch_protocol_ends_a_parse_error_and_never_raises() -> None:
+    p = RequestParser()
+    p.receive_data(b"BAD\r\n\r\nrest")
+    with pytest.raises(ParseError):
+        p.next_event()
+    assert p.switch_protocol() == b"BAD\r\n\r\nrest"  # nothing was consumed
+    assert p.next_event() is None and p.is_done
+    fresh = RequestParser()
+    assert fresh.switch_protocol() == b"" and fresh.next_event() is None
+
+
+def test_switch_protocol_after_the_peer_closed() -> None:
+    p = RequestParser()
+    p.receive_data(HEAD + b"bye")
+    p.receive_data(b"")
+    events_until_end(p)
+    assert p.switch_protocol() == b"bye" and p.next_event() is None
+
+
+@given(
+    request=requests(),
+    trailing=st.one_of(st.binary(max_size=64), st.just(HEAD), st.binary(max_size=8).map(lambda b: HEAD + b)),
+    later=st.lists(st.binary(min_size=1, max_size=16), max_size=3),
+    cuts=st.lists(st.integers(min_value=0, max_value=2000), max_size=8),
+)
+def test_switch_protocol_hands_back_exactly_the_trailing_bytes(
+    request: GenRequest, trailing: bytes, later: list[bytes], cuts: list[int]
+) -> None:
+    """However ``request + trailing`` is split into receives, switching right after the
+    request's EndOfMessage hands back the part of ``trailing`` received by then, each byte once,
+    and nothing received afterwards is parsed."""
+    p = RequestParser()
+    pieces = split_at(request.raw + trailing, cuts)
+    events: list[object] = []
+    fed = 0
+    for piece in pieces:
+        p.receive_data(piece)
+        fed += len(piece)
+        events += events_until_end(p)
+        if events and type(events[-1]) is EndOfMessage:
+            break
+    assert [type(e) for e in events if type(e) is not BodyChunk] == [RequestHead, EndOfMessage]
+    assert fed >= len(request.raw)
+    handed_back = p.switch_protocol()
+    assert handed_back == (request.raw + trailing)[len(request.raw) : fed]
+    rest = (request.raw + trailing)[fed:]
+    for piece in [rest, *later]:
+        if piece:
+            p.receive_data(piece)
+        assert p.next_event() is None and p.buffered == 0 and not p.in_message
+    assert handed_back + rest == trailing
+    assert p.switch_protocol() == b""
