@@ -1,8 +1,9 @@
-"""Case-insensitive, order-keeping, multi-valued request header collection."""
+"""Case-insensitive, order-keeping, multi-valued, immutable request header collection."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
+from types import MappingProxyType
 
 __all__ = ["Headers"]
 
@@ -11,8 +12,13 @@ class Headers(Mapping[str, str]):
     """Request headers: names lowercased, every line kept in the order it was received.
 
     ``headers["Accept"]`` and ``get`` give the value, with repeated lines joined by ``", "``
-    (RFC 9110 section 5.3; Cookie lines by ``"; "``, as they are no comma list); ``get_all`` gives each line's value separately; ``items()`` yields
-    every ``(name, value)`` line in received order. Lookups ignore case.
+    (RFC 9110 section 5.3; Cookie lines by ``"; "``, as they are no comma list); ``get_all``
+    gives each line's value separately; ``items()`` yields every ``(name, value)`` line in
+    received order. Lookups ignore case.
+
+    A ``Headers`` cannot be changed once built (no method changes it, and what its methods
+    return is either a copy or immutable), so one may be shared by requests whose heads are the
+    same, and handlers may keep it.
     """
 
     __slots__ = ("_index", "_items")
@@ -20,18 +26,19 @@ class Headers(Mapping[str, str]):
     def __init__(
         self,
         items: Iterable[tuple[str, str]] = (),
-        index: dict[str, str] | None = None,
+        index: Mapping[str, str] | None = None,
     ) -> None:
         """Build from ``(name, value)`` pairs; names are lowercased.
 
         ``index`` is the joined-value dictionary when the caller (the parser) already built it;
-        it must then agree with ``items`` and ``items`` must already be lowercased.
+        it must then agree with ``items``, ``items`` must already be lowercased, and the caller
+        must not change ``index`` afterwards (it is kept, behind a read-only view, not copied).
         """
-        if index is not None and isinstance(items, list):
-            self._items: list[tuple[str, str]] = items
-            self._index: dict[str, str] = index
+        if index is not None:
+            self._items: tuple[tuple[str, str], ...] = items if type(items) is tuple else tuple(items)
+            self._index: Mapping[str, str] = index if type(index) is MappingProxyType else MappingProxyType(index)
             return
-        pairs = [(str(n).lower(), str(v)) for n, v in items]
+        pairs = tuple((str(n).lower(), str(v)) for n, v in items)
         joined: dict[str, str] = {}
         for name, value in pairs:
             old = joined.get(name)
@@ -40,7 +47,7 @@ class Headers(Mapping[str, str]):
             else:
                 joined[name] = f"{old}; {value}" if name == "cookie" else f"{old}, {value}"
         self._items = pairs
-        self._index = joined
+        self._index = MappingProxyType(joined)
 
     def __getitem__(self, name: str) -> str:
         return self._index[name.lower()]
@@ -63,16 +70,25 @@ class Headers(Mapping[str, str]):
     def __len__(self) -> int:
         return len(self._index)
 
+    @property
+    def lowered(self) -> Mapping[str, str]:
+        """The values by lowercase name, read-only: ``get`` and ``in`` without the case folding.
+
+        For a caller that already holds a lowercase name (``"content-length" in h.lowered``);
+        a name with an uppercase letter is never found here.
+        """
+        return self._index
+
     def items(self) -> list[tuple[str, str]]:  # type: ignore[override]
         """Return every ``(name, value)`` line in received order (names lowercased)."""
         return list(self._items)
 
-    def raw_items(self) -> list[tuple[str, str]]:
-        """Like ``items`` but without copying: the caller must not modify the list."""
+    def raw_items(self) -> tuple[tuple[str, str], ...]:
+        """Like ``items`` but without copying: the lines themselves, as an immutable tuple."""
         return self._items
 
     def __repr__(self) -> str:
-        return f"Headers({self._items!r})"
+        return f"Headers({list(self._items)!r})"
 
     def __eq__(self, other: object) -> bool:
         if isinstance(other, Headers):

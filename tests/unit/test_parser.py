@@ -765,10 +765,17 @@ def first_event(data: bytes, **limits: int) -> object:
         return exc.status
 
 
-def test_a_head_parsed_by_one_parser_is_reused_by_another() -> None:
-    one = first_event(SHARED)
-    two = first_event(SHARED)
-    assert isinstance(one, RequestHead) and two is one
+def test_a_head_that_comes_again_is_parsed_once_for_every_parser() -> None:
+    head = SHARED.replace(b"/target", b"/target/again")  # a head no other test sends
+    first, second, third, fourth = (first_event(head) for _ in range(4))
+    assert isinstance(first, RequestHead) and first == second == third == fourth
+    assert third is second and fourth is second  # kept from its second sighting on, and shared
+
+
+def test_a_head_seen_once_is_not_kept() -> None:
+    head = b"GET /seen/once HTTP/1.1\r\nHost: example.com\r\n\r\n"
+    assert isinstance(first_event(head), RequestHead)
+    assert head[:-4] not in parser_module._SHARED_HEADS
 
 
 @pytest.mark.parametrize(("limits", "expected"), [
@@ -779,12 +786,16 @@ def test_a_head_parsed_by_one_parser_is_reused_by_another() -> None:
 ])
 def test_a_shared_head_is_still_refused_by_a_parser_with_smaller_limits(limits: dict[str, int],
                                                                        expected: int) -> None:
-    assert isinstance(first_event(SHARED), RequestHead)  # now in the shared cache
+    for _ in range(2):
+        assert isinstance(first_event(SHARED), RequestHead)
+    assert SHARED[: SHARED.index(b"\r\n\r\n")] in parser_module._SHARED_HEADS  # now shared
     assert first_event(SHARED, **limits) == expected
     assert isinstance(first_event(SHARED, **{k: v + 1000 for k, v in limits.items()}), RequestHead)
 
 
 def test_the_shared_head_cache_stays_bounded() -> None:
     for i in range(3 * parser_module._SHARED_HEADS_MAX):
-        assert isinstance(first_event(b"GET /%d HTTP/1.1\r\nHost: h\r\n\r\n" % i), RequestHead)
+        for _ in range(2):
+            assert isinstance(first_event(b"GET /%d HTTP/1.1\r\nHost: h\r\n\r\n" % i), RequestHead)
     assert len(parser_module._SHARED_HEADS) <= parser_module._SHARED_HEADS_MAX
+    assert len(parser_module._SEEN) <= parser_module._SEEN_MAX
