@@ -528,7 +528,7 @@ class Response:
         if etag and "etag" not in headers and self._etag_enabled():
             headers["etag"] = ("ETag", weak_etag(data))
         if 200 <= status < 300 and (req.method == "GET" or req.method == "HEAD"):
-            conditional = req.headers._index
+            conditional = req.headers.lowered
             if ("if-none-match" in conditional or "if-modified-since" in conditional) and req.fresh:
                 status = self.status_code = 304
         if status == 205:

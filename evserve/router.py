@@ -695,7 +695,7 @@ def announces_body(req: Request) -> bool:
     type-is's ``hasBody``."""
     if req.raw_body:
         return True
-    headers = req.headers._index  # names are lowercased already: skip Headers.__contains__
+    headers = req.headers.lowered  # names are lowercased already: skip Headers.__contains__
     return "transfer-encoding" in headers or "content-length" in headers
 
 

@@ -22,7 +22,6 @@ import pytest
 
 from evserve.errors import ResponseStateError
 from evserve.exchange import Exchange, FunctionHandler, as_handler
-from evserve.parser import RequestParser
 from evserve.reactor import Reactor
 from evserve.server import Server
 
@@ -31,7 +30,6 @@ from .conftest import DEADLINE, RawClient, on_reactor, parse_response, wait_idle
 Serve = Callable[..., Server]
 Clients = Callable[..., RawClient]
 
-PENDING_SWITCH = "pending parser.switch_protocol"
 
 
 def only_header(res: Any, name: str) -> str:
@@ -770,17 +768,8 @@ UPGRADE_REQUEST = (b"GET /chat HTTP/1.1\r\nHost: test\r\nUpgrade: echo\r\n"
 UPGRADE_HEADERS = [("Upgrade", "echo"), ("Connection", "Upgrade")]
 
 
-def require_switch_protocol() -> None:
-    """Until the parser can hand over what follows a request, a switch fails in the handler and
-    leaves the connection stuck (see the tests below): do not run into that."""
-    if not hasattr(RequestParser, "switch_protocol"):
-        pytest.xfail(PENDING_SWITCH)
-
-
-@pytest.mark.xfail(strict=False, reason=PENDING_SWITCH)
 def test_upgrade_hands_the_connection_and_the_bytes_after_the_request_to_the_protocol(
         serve: Serve, clients: Clients) -> None:
-    require_switch_protocol()
     protocols: list[EchoProtocol] = []
 
     def handler(exchange: Exchange) -> None:
@@ -813,9 +802,7 @@ def test_upgrade_hands_the_connection_and_the_bytes_after_the_request_to_the_pro
         server.close()
 
 
-@pytest.mark.xfail(strict=False, reason=PENDING_SWITCH)
 def test_upgrade_answered_later_gets_the_bytes_sent_meanwhile(serve: Serve, clients: Clients) -> None:
-    require_switch_protocol()
     held: list[Exchange] = []
     protocol = EchoProtocol()
 
@@ -861,7 +848,6 @@ class FailingProtocol(EchoProtocol):
 
 def test_a_protocol_that_fails_to_start_gets_its_connection_dropped(
         serve: Serve, clients: Clients) -> None:
-    require_switch_protocol()
 
     def handler(exchange: Exchange) -> None:
         exchange.upgrade(FailingProtocol("connection_made"), UPGRADE_HEADERS)
@@ -880,7 +866,6 @@ def test_a_protocol_that_fails_to_start_gets_its_connection_dropped(
 
 def test_a_protocol_that_fails_to_stop_does_not_stop_the_shutdown(
         serve: Serve, clients: Clients) -> None:
-    require_switch_protocol()
     held: list[Exchange] = []
 
     def handler(exchange: Exchange) -> None:

@@ -544,10 +544,6 @@ def _package_private_accesses(used: set[str]) -> list[str]:
     return found
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "pending: app imports router._Walk; response and router read req.headers._index; server "
-    "and transport call reactor._register/_unregister/_modify/_after_io/_run_after_io "
-    "(being replaced by public APIs in parallel; remove this mark when they are)"))
 def test_no_module_reads_another_modules_private_names() -> None:
     found = _package_private_accesses(set())
     assert not found, "private names reached from outside their module:\n" + "\n".join(found)
