@@ -21,6 +21,7 @@ before the colon, one Host on HTTP/1.1, no Content-Length together with Transfer
 
 from __future__ import annotations
 
+import enum
 import re
 from dataclasses import dataclass, field
 from typing import NamedTuple
@@ -36,6 +37,7 @@ __all__ = [
     "BodyChunk",
     "EndOfMessage",
     "Event",
+    "ParserState",
     "RequestHead",
     "RequestParser",
 ]
@@ -143,16 +145,30 @@ _PLAIN_CHUNK_LINE = re.compile(rb"([0-9A-Fa-f]{1,15})\r\n")  # the usual chunk-s
 _BARE_CR_OR_LF = re.compile(rb"\r(?!\n)|(?<!\r)\n")
 _KNOWN_CODINGS = frozenset({"chunked", "gzip", "x-gzip", "deflate", "compress", "x-compress"})
 
-# parser states
-_HEAD = 0
-_BODY = 1  # Content-Length body
-_CHUNK_SIZE = 2
-_CHUNK_DATA = 3
-_CHUNK_END = 4  # the CRLF after a chunk's data
-_TRAILERS = 5
-_END = 6  # EndOfMessage is due
-_DONE = 7  # the connection carries no further request
-_SWITCHED = 8  # the connection left HTTP/1.1 (switch_protocol): nothing more is parsed
+class ParserState(enum.IntEnum):
+    """Where the parser is in the stream of requests (ordered: the message states come first,
+    so ``in_message`` and ``is_done`` compare against ``DONE``)."""
+
+    HEAD = 0  # waiting for (the rest of) a request head
+    BODY = 1  # a Content-Length body
+    CHUNK_SIZE = 2  # a chunk-size line of a chunked body
+    CHUNK_DATA = 3  # a chunk's data
+    CHUNK_END = 4  # the CRLF after a chunk's data
+    TRAILERS = 5  # the trailer section of a chunked body
+    END = 6  # EndOfMessage is due
+    DONE = 7  # the connection carries no further request
+    SWITCHED = 8  # the connection left HTTP/1.1 (switch_protocol): nothing more is parsed
+
+
+_HEAD = ParserState.HEAD
+_BODY = ParserState.BODY
+_CHUNK_SIZE = ParserState.CHUNK_SIZE
+_CHUNK_DATA = ParserState.CHUNK_DATA
+_CHUNK_END = ParserState.CHUNK_END
+_TRAILERS = ParserState.TRAILERS
+_END = ParserState.END
+_DONE = ParserState.DONE
+_SWITCHED = ParserState.SWITCHED
 
 
 class RequestParser:
@@ -220,7 +236,7 @@ class RequestParser:
 
         After ``switch_protocol`` the bytes are dropped unparsed (see there).
         """
-        if self._state == _SWITCHED:
+        if self._state is _SWITCHED:
             return
         if not data:
             self._eof = True
@@ -245,6 +261,11 @@ class RequestParser:
         self._buf = buf
 
     @property
+    def state(self) -> ParserState:
+        """Where the parser is in the stream of requests (for logs and tests)."""
+        return self._state
+
+    @property
     def buffered(self) -> int:
         """Bytes received but not yet turned into events."""
         return len(self._buf) - self._pos
@@ -252,7 +273,7 @@ class RequestParser:
     @property
     def in_message(self) -> bool:
         """True while a request has started (some of it received) but has not ended."""
-        if self._state == _HEAD:
+        if self._state is _HEAD:
             return self._pos < len(self._buf)
         return self._state < _DONE
 
@@ -307,19 +328,19 @@ class RequestParser:
             raise self._error
         try:
             state = self._state
-            if state == _HEAD:
+            if state is _HEAD:
                 return self._parse_head()
-            if state == _END:
+            if state is _END:
                 return self._end_message(EndOfMessage())
-            if state == _BODY:
+            if state is _BODY:
                 return self._parse_data()
-            if state == _CHUNK_SIZE or state == _CHUNK_DATA or state == _CHUNK_END:
+            if state is _CHUNK_SIZE or state is _CHUNK_DATA or state is _CHUNK_END:
                 return self._parse_chunked()
-            if state == _TRAILERS:
+            if state is _TRAILERS:
                 return self._parse_trailers()
             return None
         except ParseError as exc:
-            if exc.head is None and self._state == _HEAD:
+            if exc.head is None and self._state is _HEAD:
                 # _pos is still the start of the refused head: note its method if readable.
                 buf = self._buf
                 space = buf.find(b" ", self._pos, self._pos + 32)
@@ -614,7 +635,7 @@ class RequestParser:
         try:
             while True:
                 state = self._state
-                if state == _CHUNK_SIZE:
+                if state is _CHUNK_SIZE:
                     # The common line (hex digits, no extension) in one match; anything else,
                     # and an incomplete line, takes the general path.
                     match = _PLAIN_CHUNK_LINE.match(buf, pos)
@@ -627,7 +648,7 @@ class RequestParser:
                     pos = self._pos = match.end()
                     self._start_chunk(int(match.group(1), 16), pos - match.start(), 0)
                     continue
-                if state == _CHUNK_DATA:
+                if state is _CHUNK_DATA:
                     available = size - pos
                     if available <= 0:
                         if self._eof:
@@ -650,7 +671,7 @@ class RequestParser:
                     if remaining:
                         break
                     self._state = _CHUNK_END
-                elif state == _CHUNK_END:
+                elif state is _CHUNK_END:
                     # RFC 9112 section 7.1: chunk-data is followed by CRLF.
                     if buf.startswith(b"\r\n", pos):
                         pos = self._pos = pos + 2

@@ -42,6 +42,7 @@ import importlib
 import os
 import re
 import string
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, NamedTuple
@@ -589,8 +590,12 @@ def _regex_parser() -> Any:
     """The standard library's regex parser module (private, hence ``Any``)."""
     try:
         return importlib.import_module("re._parser")  # Python 3.11+
-    except ImportError:  # pragma: no cover - Python 3.10
-        return importlib.import_module("sre_parse")
+    except ImportError:
+        # Python 3.10's name; on later versions importing it warns (deprecated), which a
+        # program running with warnings as errors would turn into a refusal of every pattern.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            return importlib.import_module("sre_parse")
 
 
 def _check_regex(text: str, flags: int, what: str) -> None:
