@@ -10,6 +10,8 @@ Scenarios (``--scenarios``, comma-separated; default all):
 - ``plaintext``: keep-alive ``GET /plaintext``, 64 connections;
 - ``user``: keep-alive ``GET /user/42`` (routing + JSON), 64 connections;
 - ``post``: keep-alive ``POST /echo`` with a ~200-byte JSON body, 64 connections;
+- ``varied``: keep-alive ``GET /user/N`` with a browser's head (about 12 headers, ~400 bytes of
+  cookies) whose values change every request: no head repeats, so no head cache helps;
 - ``close``: ``GET /plaintext`` with ``Connection: close`` (a TCP connection per request);
 - ``c1000``: keep-alive ``GET /plaintext`` over 1,000 connections: req/s, p50, p99, errors;
 - ``pipeline``: 16 pipelined ``GET /plaintext`` per connection write, 64 connections;
@@ -105,10 +107,38 @@ wrk.body = [[{POST_BODY}]]
 """
 
 
+# A browser's request for a different page each time: ~12 headers and ~400 bytes of cookies
+# whose values change with every request, so no head repeats and no cache of parsed heads helps.
+VARIED_LUA = """
+local n = 0
+local filler = string.rep("abcdefghij", 28)
+request = function()
+  n = n + 1
+  local id = n % 997
+  return wrk.format("GET", "/user/" .. id, {
+    ["User-Agent"] = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
+      .. "Chrome/131.0.0.0 Safari/537.36",
+    ["Accept"] = "text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,*/*;q=0.8",
+    ["Accept-Language"] = "en-US,en;q=0.9,fr;q=0.8",
+    ["Accept-Encoding"] = "gzip, deflate, br, zstd",
+    ["Cookie"] = string.format("sid=%08x%08x; theme=dark; _ga=GA1.1.%d.%d; prefs=%s", n, n * 7919,
+      n * 31, n * 17, filler),
+    ["Referer"] = "http://127.0.0.1/user/" .. ((id + 1) % 997),
+    ["Sec-Fetch-Site"] = "same-origin",
+    ["Sec-Fetch-Mode"] = "navigate",
+    ["Sec-Fetch-Dest"] = "document",
+    ["Upgrade-Insecure-Requests"] = "1",
+    ["X-Request-Id"] = tostring(n),
+  })
+end
+"""
+
+
 WRK_SCENARIOS: tuple[Scenario, ...] = (
     Scenario("plaintext", "plaintext", "/plaintext"),
     Scenario("user", "/user/42", "/user/42"),
     Scenario("post", "POST JSON", "/echo", lua=POST_LUA),
+    Scenario("varied", "varied browser heads", "/user/0", lua=VARIED_LUA),
     Scenario("close", "Connection: close", "/plaintext", headers=("Connection: close",)),
     Scenario("c1000", "1,000 conns", "/plaintext", connections=1000),
     Scenario("pipeline", "pipelined x16", "/plaintext", lua=PIPELINE_LUA, pipelined=True),
