@@ -199,7 +199,7 @@ def test_accepts(accept, offers, expected):
     headers = {} if accept is None else {"Accept": accept}
     with TestClient(app) as client:
         if accept is None:
-            got = raw_json(client, "GET / HTTP/1.1\nHost: h")  # requests always sends Accept
+            got = raw_json(client, "GET / HTTP/1.1\nHost: h")  # the client always sends Accept
         else:
             got = client.get("/", headers=headers).json()
     assert got == expected
@@ -285,7 +285,7 @@ def test_trust_proxy_hop_count():
     with TestClient(app) as client:
         got = raw_json(client, "GET / HTTP/1.1\nHost: h\nX-Forwarded-For: 1.1.1.1, 2.2.2.2, 3.3.3.3\n"
                                "X-Forwarded-Proto: https, http")
-    # the socket peer and one forwarded hop are trusted: the client is the next one back
+    # the connection's peer and one forwarded hop are trusted: the client is the next one back
     assert got == ["2.2.2.2", ["2.2.2.2", "3.3.3.3"], "https"]
 
 
