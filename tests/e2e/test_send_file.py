@@ -1,4 +1,6 @@
-"""res.send_file and res.download end to end: the same core as static(), called from handlers."""
+"""res.send_file end to end where the socket matters: a binary file sent with sendfile arrives
+whole. The rest of send_file and download is checked through TestClient in
+tests/app/test_send_file.py."""
 
 from __future__ import annotations
 
@@ -11,10 +13,8 @@ from typing import Any
 import pytest
 import requests
 
-from evserve import App, HTTPError
+from evserve import App
 from evserve.server import Server
-
-from .conftest import RawClient, RawResponse
 
 SECRET = b"TOP SECRET OUTSIDE THE ROOT"
 REPORT = b"%PDF-1.4 not really a pdf"
@@ -37,13 +37,6 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> Path:
     os.symlink(root / "notes.txt", root / "link.txt")
     os.symlink(top / "outside.txt", root / "link_out.txt")
     return root
-
-
-def raw_get(server: Server, target: str, method: str = "GET",
-            headers: dict[str, str] | None = None) -> RawResponse:
-    with RawClient(server) as client:
-        client.request(method, target, headers=headers)
-        return client.read_response(method)
 
 
 @pytest.fixture
@@ -119,184 +112,10 @@ def server(files: Path, serve: Callable[..., Server]) -> Server:
     return serve(app)
 
 
-def test_absolute_path(server: Server) -> None:
-    res = requests.get(server.url + "/abs/notes.txt", timeout=10)
-    assert res.status_code == 200
-    assert res.content == b"some notes\n"
-    assert res.headers["Content-Type"] == "text/plain; charset=utf-8"
-    assert res.headers["Cache-Control"] == "public, max-age=0"
-    assert res.headers["ETag"].startswith('W/"')
-    assert "Last-Modified" in res.headers
-    assert res.headers["Accept-Ranges"] == "bytes"
-
-
 def test_binary_by_hash(server: Server, files: Path) -> None:
     res = requests.get(server.url + "/rooted/blob.bin", timeout=10)
     assert hashlib.sha256(res.content).digest() == hashlib.sha256((files / "blob.bin").read_bytes()).digest()
 
 
-def test_missing_is_404(server: Server) -> None:
-    res = requests.get(server.url + "/abs/nope.txt", timeout=10)
-    assert res.status_code == 404
-    assert res.json() == {"error": 404, "kind": "HTTPError"}
 
 
-def test_relative_without_root_is_500(server: Server) -> None:
-    res = requests.get(server.url + "/relative", timeout=10)
-    assert res.status_code == 500
-    assert res.json()["kind"] == "TypeError"
-
-
-@pytest.mark.parametrize(
-    ("target", "status"),
-    [
-        ("/rooted/notes.txt", 200),
-        ("/rooted/docs/index.html", 200),
-        ("/rooted/..%2foutside.txt", 403),  # the router decodes params: "../outside.txt"
-        ("/rooted/docs/..%2f..%2foutside.txt", 403),
-        ("/rooted/%2e%2e/outside.txt", 403),
-        ("/rooted/..%5coutside.txt", 403),
-        ("/rooted/%2fetc%2fpasswd", 404),  # "/etc/passwd" below root: root/etc/passwd
-        ("/rooted/notes.txt%00", 400),
-        ("/rooted/%252e%252e%252foutside.txt", 404),  # send_file decodes nothing itself
-        ("/rooted/link_out.txt", 404),
-        ("/abs/..%2foutside.txt", 403),  # join(root, "../outside.txt"): ".." refused
-        ("/abs/%2e%2e", 403),
-    ],
-)
-def test_rooted_safety(server: Server, target: str, status: int) -> None:
-    res = raw_get(server, target)
-    assert b"TOP SECRET" not in res.raw
-    assert res.status == status, res.body
-
-
-def test_options_and_user_headers_win(server: Server) -> None:
-    res = raw_get(server, "/cached/notes.txt")
-    assert res.header("cache-control") == "public, max-age=600, immutable"
-    assert res.header("x-extra") == "yes"
-    res = raw_get(server, "/typed")
-    assert res.header("content-type") == "text/plain; charset=utf-8"
-    assert res.body == b'{"a": 1}'
-
-
-def test_callback(server: Server) -> None:
-    res = raw_get(server, "/callback/notes.txt")
-    assert (res.status, res.body) == (200, b"some notes\n")
-    res = raw_get(server, "/callback/missing.txt")
-    assert (res.status, res.body) == (299, b'{"status":404}')
-    res = raw_get(server, "/callback/..%2fx")
-    assert (res.status, res.body) == (299, b'{"status":403}')
-
-
-@pytest.mark.parametrize(("mode", "status"), [("ignore", 404), ("deny", 403), ("allow", 200)])
-def test_dotfiles(server: Server, mode: str, status: int) -> None:
-    res = raw_get(server, f"/dotfiles/{mode}/.env")
-    assert res.status == status
-    assert (b"SECRET=1" in res.body) == (status == 200)
-
-
-def test_bad_dotfiles_option_is_500(server: Server) -> None:
-    assert raw_get(server, "/dotfiles/hide/.env").status == 500
-
-
-def test_symlinks(server: Server) -> None:
-    assert raw_get(server, "/links/no/link.txt").status == 404
-    assert raw_get(server, "/links/yes/link.txt").body == b"some notes\n"
-    res = raw_get(server, "/links/yes/link_out.txt")
-    assert res.status == 403 and b"TOP SECRET" not in res.raw
-    # Without root the application chose the directories; the file itself is still checked.
-    assert raw_get(server, "/abslink/no/link.txt").status == 404
-    assert raw_get(server, "/abslink/yes/link_out.txt").body == SECRET
-
-
-def test_directory(server: Server) -> None:
-    assert raw_get(server, "/dir").status == 404
-    res = raw_get(server, "/dir?index=index.html")
-    assert (res.status, res.body) == (200, b"<p>docs</p>")
-    assert res.header("content-type") == "text/html; charset=utf-8"
-
-
-def test_head(server: Server) -> None:
-    with RawClient(server) as client:
-        client.request("HEAD", "/abs/report.pdf")
-        res = client.read_response("HEAD")
-        assert (res.status, res.header("content-length"), res.body) == (200, str(len(REPORT)), b"")
-        assert res.header("content-type") == "application/pdf"
-        client.request("GET", "/abs/notes.txt")
-        assert client.read_response().body == b"some notes\n"
-
-
-def test_range_and_conditional(server: Server) -> None:
-    res = raw_get(server, "/abs/report.pdf", headers={"Range": "bytes=0-3"})
-    assert (res.status, res.body, res.header("content-range")) == (206, b"%PDF", f"bytes 0-3/{len(REPORT)}")
-    etag = str(res.header("etag"))
-    res = raw_get(server, "/abs/report.pdf", headers={"If-None-Match": etag})
-    assert (res.status, res.body) == (304, b"")
-    res = raw_get(server, "/abs/report.pdf", headers={"Range": "bytes=999-"})
-    assert (res.status, res.header("content-range")) == (416, f"bytes */{len(REPORT)}")
-
-
-def test_from_a_coroutine(server: Server) -> None:
-    assert raw_get(server, "/async/notes.txt").body == b"some notes\n"
-
-
-# -- download ----------------------------------------------------------------------------------
-
-
-def test_download(server: Server) -> None:
-    res = requests.get(server.url + "/download/report.pdf", timeout=10)
-    assert res.status_code == 200
-    assert res.content == REPORT
-    assert res.headers["Content-Disposition"] == 'attachment; filename="report.pdf"'
-    assert res.headers["Content-Type"] == "application/pdf"
-
-
-def test_download_as(server: Server) -> None:
-    res = requests.get(server.url + "/download/notes.txt", params={"as": "my notes.txt"}, timeout=10)
-    assert res.headers["Content-Disposition"] == 'attachment; filename="my notes.txt"'
-    assert res.content == b"some notes\n"
-
-
-def test_download_non_ascii(server: Server) -> None:
-    res = requests.get(server.url + "/download/r%C3%A9sum%C3%A9.txt", timeout=10)
-    assert res.status_code == 200
-    assert res.content == b"cv"
-    # requests decodes header bytes as Latin-1: the name went out as ISO-8859-1, as Express's
-    # content-disposition sends a Latin-1 name (no filename* needed).
-    assert res.headers["Content-Disposition"] == 'attachment; filename="r\u00e9sum\u00e9.txt"'
-    res = requests.get(server.url + "/download/notes.txt", params={"as": "\u65e5\u672c.txt"}, timeout=10)
-    assert res.headers["Content-Disposition"].endswith("filename*=UTF-8''%E6%97%A5%E6%9C%AC.txt")
-
-
-def test_download_rooted_and_missing(server: Server) -> None:
-    assert raw_get(server, "/download-rooted/notes.txt").header("content-disposition") == (
-        'attachment; filename="notes.txt"')
-    res = raw_get(server, "/download-rooted/..%2foutside.txt")
-    assert res.status == 403
-    assert res.header("content-disposition") is None
-    assert raw_get(server, "/download/missing.pdf").status == 404
-
-
-def test_304_drops_representation_headers(server: Server) -> None:
-    etag = str(raw_get(server, "/download/report.pdf", "HEAD").header("etag"))
-    res = raw_get(server, "/download/report.pdf", headers={"If-None-Match": etag})
-    assert res.status == 304
-    assert res.header("content-disposition") is None
-    assert res.header("content-type") is None
-
-
-def test_raises_http_error_without_callback(files: Path, serve: Callable[..., Server]) -> None:
-    seen: list[Any] = []
-    app = App()
-
-    @app.get("/x")
-    def handler(req: Any, res: Any) -> None:
-        try:
-            res.send_file("missing", root=str(files))
-        except HTTPError as err:
-            seen.append((err.status, res.headers_sent))
-            raise
-
-    server = serve(app)
-    assert raw_get(server, "/x").status == 404
-    assert seen == [(404, False)]

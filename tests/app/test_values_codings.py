@@ -1,4 +1,5 @@
-"""End to end: which charsets and Content-Encodings the body parsers take, over real sockets.
+"""Which charsets and Content-Encodings the body parsers take, through the real connection code
+in memory (``TestClient``).
 
 One allow-list of text charsets serves the text, JSON and urlencoded parsers: codecs that
 could hand a handler a lone surrogate (UTF-7, ``unicode_escape``) or that are no text charset
@@ -14,12 +15,11 @@ import gzip
 import zlib
 
 import pytest
-import requests
 
 from evserve import body_parser
 
-from .conftest import RawClient
-from .test_values_echo import FORM, JSON, _address, echo_server, post, refused
+from .conftest import exchange
+from .test_values_echo import FORM, JSON, echo_server, post, refused
 
 
 @pytest.mark.parametrize(
@@ -40,8 +40,8 @@ from .test_values_echo import FORM, JSON, _address, echo_server, post, refused
     ],
 )
 def test_text_bodies_in_unsafe_codecs_are_415(charset, data):
-    with echo_server() as url:
-        res = post(url + "/send", data, f"text/plain; charset={charset}")
+    with echo_server() as client:
+        res = post(client, "/send", data, f"text/plain; charset={charset}")
         assert refused(res, 415) == f'unsupported charset "{charset.lower()}"'
 
 
@@ -60,15 +60,15 @@ def test_text_bodies_in_unsafe_codecs_are_415(charset, data):
     ],
 )
 def test_json_and_urlencoded_use_the_same_allow_list(path, content_type, data, status):
-    with echo_server() as url:
-        assert post(url + path, data, content_type).status_code == status
+    with echo_server() as client:
+        assert post(client, path, data, content_type).status_code == status
 
 
 def test_unknown_charsets_leave_nothing_behind_in_the_process():
-    with echo_server() as url, requests.Session() as session:
+    with echo_server() as client:  # one connection kept alive, as a session's
         before = len(encodings._cache)
         for i in range(50):
-            res = session.post(url + "/send", data=b"x", headers={"Content-Type": f"text/plain; charset=x-{i}-{'z' * 30}"})
+            res = client.post("/send", data=b"x", headers={"Content-Type": f"text/plain; charset=x-{i}-{'z' * 30}"})
             assert res.status_code == 415
         assert len(encodings._cache) == before
 
@@ -85,36 +85,35 @@ def test_default_charset_must_be_on_the_list():
 
 @pytest.mark.parametrize("encoding", ["gzip, gzip", "identity, gzip", "gzip,deflate", "br", "x-compress"])
 def test_several_or_unknown_codings_are_415(encoding):
-    with echo_server() as url:
-        res = post(url + "/json", gzip.compress(gzip.compress(b"[1]")), JSON, **{"Content-Encoding": encoding})
+    with echo_server() as client:
+        res = post(client, "/json", gzip.compress(gzip.compress(b"[1]")), JSON, **{"Content-Encoding": encoding})
         assert refused(res, 415) == f'unsupported content encoding "{encoding}"'
 
 
 def test_repeated_content_encoding_lines_are_several_codings():
-    with echo_server() as url, RawClient(_address(url)) as client:
+    with echo_server() as client:
         body = gzip.compress(gzip.compress(b"[1]"))
         headers = {"Content-Type": JSON, "Content-Encoding": "gzip", "content-encoding": "gzip"}
-        client.request("POST", "/json", headers, body)
-        res = client.read_response()
+        res = exchange(client, "POST", "/json", headers, body)
         assert res.status == 415 and res.body == b'unsupported content encoding "gzip, gzip"'
 
 
 @pytest.mark.parametrize("encoding", ["GZIP", "gZip", "X-Gzip", "Identity", "", "DEFLATE"])
 def test_one_coding_in_any_case_is_inflated(encoding):
-    with echo_server() as url:
+    with echo_server() as client:
         if "identity" in encoding.lower() or not encoding:
             data = b"[1]"
         elif "deflate" in encoding.lower():
             data = zlib.compress(b"[1]")
         else:
             data = gzip.compress(b"[1]")
-        res = post(url + "/json", data, JSON, **{"Content-Encoding": encoding})
+        res = post(client, "/json", data, JSON, **{"Content-Encoding": encoding})
         assert res.status_code == 200 and res.json() == {"body": [1]}
 
 
 def test_thousands_of_gzip_members_are_one_body():
     data = b"".join(gzip.compress(b"%d," % i, mtime=0) for i in range(3000)) + gzip.compress(b"0", mtime=0)
-    with echo_server() as url:
-        res = post(url + "/send", data, "text/plain", **{"Content-Encoding": "gzip"})
+    with echo_server() as client:
+        res = post(client, "/send", data, "text/plain", **{"Content-Encoding": "gzip"})
         assert res.status_code == 200
         assert res.text == "".join(f"{i}," for i in range(3000)) + "0"

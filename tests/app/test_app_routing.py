@@ -1,6 +1,6 @@
-"""End to end: routing and middleware (SPEC sections 2 and 8), after Express 4's own tests
-(``app.use``, ``app.route``, ``app.router``, ``Router``, ``app.head``, ``app.options``,
-``req.params``), over real sockets.
+"""Routing and middleware (SPEC sections 2 and 8), after Express 4's own tests (``app.use``,
+``app.route``, ``app.router``, ``Router``, ``app.head``, ``app.options``, ``req.params``), through
+the real connection code in memory (``TestClient``).
 """
 
 from __future__ import annotations
@@ -9,12 +9,12 @@ import functools
 import re
 
 import pytest
-import requests
 
 from evserve import App, HTTPError, Router
 from evserve.pathpattern import PatternError
+from evserve.testing import TestClient
 
-from .conftest import RawClient
+from .conftest import exchange, parse_responses, request_bytes
 
 
 def echo(text: str):
@@ -37,11 +37,9 @@ def where(req, res):
     })
 
 
-def raw_get(server, target: str) -> tuple[int, str]:
-    """GET ``target`` byte for byte (requests would re-quote a malformed escape)."""
-    with RawClient(server) as client:
-        client.request("GET", target)
-        res = client.read_response()
+def raw_get(client: TestClient, target: str) -> tuple[int, str]:
+    """GET ``target`` byte for byte (the client would quote a malformed escape's "%")."""
+    res = exchange(client, "GET", target)
     return res.status, res.text
 
 
@@ -52,11 +50,11 @@ def test_each_verb_routes_its_own_method():
     app = App()
     for verb in ("get", "post", "put", "patch", "delete"):
         getattr(app, verb)("/thing", echo(verb))
-    with app.run_in_thread() as server:
+    with TestClient(app) as client:
         for verb in ("get", "post", "put", "patch", "delete"):
-            r = requests.request(verb.upper(), server.url + "/thing")
+            r = client.request(verb.upper(), "/thing")
             assert (r.status_code, r.text) == (200, verb)
-        r = requests.request("PROPFIND", server.url + "/thing")
+        r = client.request("PROPFIND", "/thing")
         assert r.status_code == 404
         assert r.text == "Cannot PROPFIND /thing"
 
@@ -64,9 +62,9 @@ def test_each_verb_routes_its_own_method():
 def test_all_answers_every_method():
     app = App()
     app.all("/any", lambda req, res: res.send(req.method))
-    with app.run_in_thread() as server:
+    with TestClient(app) as client:
         for method in ("GET", "POST", "PUT", "DELETE", "PATCH", "PROPFIND"):
-            r = requests.request(method, server.url + "/any")
+            r = client.request(method, "/any")
             assert (r.status_code, r.text) == (200, method)
 
 
@@ -75,11 +73,11 @@ def test_route_is_chainable_and_dispatches_by_method():
     route = app.route("/book")
     assert route.get(echo("get")) is route
     route.post(echo("post")).put(echo("put")).all(echo("other"))
-    with app.run_in_thread() as server:
-        assert requests.get(server.url + "/book").text == "get"
-        assert requests.post(server.url + "/book").text == "post"
-        assert requests.put(server.url + "/book").text == "put"
-        assert requests.delete(server.url + "/book").text == "other"
+    with TestClient(app) as client:
+        assert client.get("/book").text == "get"
+        assert client.post("/book").text == "post"
+        assert client.put("/book").text == "put"
+        assert client.delete("/book").text == "other"
 
 
 def test_route_runs_its_handlers_in_order_and_all_before_a_later_verb():
@@ -95,9 +93,9 @@ def test_route_runs_its_handlers_in_order_and_all_before_a_later_verb():
         res.send(",".join([*req.trail, "get"]))
 
     app.route("/r").all(first).get(second)
-    with app.run_in_thread() as server:
-        assert requests.get(server.url + "/r").text == "all,get"
-        assert requests.post(server.url + "/r").status_code == 404
+    with TestClient(app) as client:
+        assert client.get("/r").text == "all,get"
+        assert client.post("/r").status_code == 404
     assert seen == ["all", "all"]
 
 
@@ -117,8 +115,8 @@ def test_several_handlers_in_one_registration_and_nested_lists():
         next()
 
     app.get("/x", a, [b, [c]], lambda req, res: res.send("".join(req.trail)))
-    with app.run_in_thread() as server:
-        assert requests.get(server.url + "/x").text == "abc"
+    with TestClient(app) as client:
+        assert client.get("/x").text == "abc"
 
 
 # -- registration: decorators, chaining, arity -------------------------------------------------
@@ -139,10 +137,10 @@ def test_decorator_forms_return_the_function_and_call_forms_return_the_router():
         assert target.use(lambda req, res, next: next()) is target
         assert target.use("/m", lambda req, res, next: next()) is target
     app.use("/router", router)
-    with app.run_in_thread() as server:
-        assert requests.get(server.url + "/d-get").text == "ok"
-        assert requests.post(server.url + "/router/c-post").text == "ok"
-        assert requests.delete(server.url + "/router/d-all").text == "ok"
+    with TestClient(app) as client:
+        assert client.get("/d-get").text == "ok"
+        assert client.post("/router/c-post").text == "ok"
+        assert client.delete("/router/d-all").text == "ok"
 
 
 @pytest.mark.parametrize("bad", [
@@ -206,9 +204,9 @@ def test_any_callable_is_a_handler_by_its_signature():
     app.use(greeter.method)
     app.get("/callable", greeter)
     app.get("/partial", functools.partial(tagged, "tag:"))
-    with app.run_in_thread() as server:
-        assert requests.get(server.url + "/callable").text == "hi"
-        assert requests.get(server.url + "/partial").text == "tag:hi"
+    with TestClient(app) as client:
+        assert client.get("/callable").text == "hi"
+        assert client.get("/partial").text == "tag:hi"
 
 
 def test_a_router_cannot_be_a_route_handler():
@@ -223,43 +221,43 @@ def test_named_params_are_captured_and_percent_decoded():
     app = App()
     app.get("/user/:id", where)
     app.get("/user/:id/file/:name", where)
-    with app.run_in_thread() as server:
-        assert requests.get(server.url + "/user/42").json()["params"] == {"id": "42"}
-        assert requests.get(server.url + "/user/a%20b").json()["params"] == {"id": "a b"}
-        assert requests.get(server.url + "/user/%E2%98%83").json()["params"] == {"id": "\u2603"}
+    with TestClient(app) as client:
+        assert client.get("/user/42").json()["params"] == {"id": "42"}
+        assert client.get("/user/a%20b").json()["params"] == {"id": "a b"}
+        assert client.get("/user/%E2%98%83").json()["params"] == {"id": "\u2603"}
         # "+" is not a space in a path, and an encoded slash stays inside one param
-        assert requests.get(server.url + "/user/a+b").json()["params"] == {"id": "a+b"}
-        assert requests.get(server.url + "/user/a%2Fb").json()["params"] == {"id": "a/b"}
-        got = requests.get(server.url + "/user/7/file/x.txt").json()["params"]
+        assert client.get("/user/a+b").json()["params"] == {"id": "a+b"}
+        assert client.get("/user/a%2Fb").json()["params"] == {"id": "a/b"}
+        got = client.get("/user/7/file/x.txt").json()["params"]
         assert got == {"id": "7", "name": "x.txt"}
         # a param is one segment
-        assert requests.get(server.url + "/user/1/2").status_code == 404
-        assert requests.get(server.url + "/user/").status_code == 404
+        assert client.get("/user/1/2").status_code == 404
+        assert client.get("/user/").status_code == 404
 
 
 def test_optional_param():
     app = App()
     app.get("/page/:n?", where)
-    with app.run_in_thread() as server:
-        assert requests.get(server.url + "/page").json()["params"] == {}
-        assert requests.get(server.url + "/page/3").json()["params"] == {"n": "3"}
-        assert requests.get(server.url + "/page/3/4").status_code == 404
+    with TestClient(app) as client:
+        assert client.get("/page").json()["params"] == {}
+        assert client.get("/page/3").json()["params"] == {"n": "3"}
+        assert client.get("/page/3/4").status_code == 404
 
 
 def test_constrained_param():
     app = App()
     app.get(r"/item/:id(\d+)", where)
     app.get("/item/:slug", lambda req, res: res.send("slug " + req.params["slug"]))
-    with app.run_in_thread() as server:
-        assert requests.get(server.url + "/item/123").json()["params"] == {"id": "123"}
-        assert requests.get(server.url + "/item/abc").text == "slug abc"
+    with TestClient(app) as client:
+        assert client.get("/item/123").json()["params"] == {"id": "123"}
+        assert client.get("/item/abc").text == "slug abc"
 
 
 def test_format_param_after_a_dot():
     app = App()
     app.get("/file/:name.:ext", where)
-    with app.run_in_thread() as server:
-        got = requests.get(server.url + "/file/archive.tar.gz").json()["params"]
+    with TestClient(app) as client:
+        got = client.get("/file/archive.tar.gz").json()["params"]
         assert got == {"name": "archive.tar", "ext": "gz"}
 
 
@@ -267,30 +265,30 @@ def test_rest_of_path_param_takes_slashes():
     app = App()
     app.get("/files/*path", where)
     app.get("/star/*", where)
-    with app.run_in_thread() as server:
-        got = requests.get(server.url + "/files/a/b%20c/d.txt").json()["params"]
+    with TestClient(app) as client:
+        got = client.get("/files/a/b%20c/d.txt").json()["params"]
         assert got == {"path": "a/b c/d.txt"}
-        assert requests.get(server.url + "/files").status_code == 404
-        assert requests.get(server.url + "/star/x/y").json()["params"] == {"0": "x/y"}
+        assert client.get("/files").status_code == 404
+        assert client.get("/star/x/y").json()["params"] == {"0": "x/y"}
 
 
 def test_compiled_regex_path_uses_named_and_numbered_groups():
     app = App()
     app.get(re.compile(r"^/commits/(?P<start>\w+)\.\.(\w+)$"), where)
-    with app.run_in_thread() as server:
-        got = requests.get(server.url + "/commits/abc..def").json()["params"]
+    with TestClient(app) as client:
+        got = client.get("/commits/abc..def").json()["params"]
         assert got == {"start": "abc", "0": "def"}
-        assert requests.get(server.url + "/commits/abc").status_code == 404
+        assert client.get("/commits/abc").status_code == 404
 
 
 def test_list_of_paths():
     app = App()
     app.get(["/one/:a", "/two/:b", re.compile(r"^/three$")], where)
-    with app.run_in_thread() as server:
-        assert requests.get(server.url + "/one/1").json()["params"] == {"a": "1"}
-        assert requests.get(server.url + "/two/2").json()["params"] == {"b": "2"}
-        assert requests.get(server.url + "/three").json()["params"] == {}
-        assert requests.get(server.url + "/four").status_code == 404
+    with TestClient(app) as client:
+        assert client.get("/one/1").json()["params"] == {"a": "1"}
+        assert client.get("/two/2").json()["params"] == {"b": "2"}
+        assert client.get("/three").json()["params"] == {}
+        assert client.get("/four").status_code == 404
 
 
 def test_params_are_per_request_and_per_layer():
@@ -303,9 +301,9 @@ def test_params_are_per_request_and_per_layer():
 
     app.use("/users/:uid", mw)
     app.get("/users/:uid/posts/:pid", where)
-    with app.run_in_thread() as server:
-        assert requests.get(server.url + "/users/1/posts/2").json()["params"] == {"uid": "1", "pid": "2"}
-        assert requests.get(server.url + "/users/3/posts/4").json()["params"] == {"uid": "3", "pid": "4"}
+    with TestClient(app) as client:
+        assert client.get("/users/1/posts/2").json()["params"] == {"uid": "1", "pid": "2"}
+        assert client.get("/users/3/posts/4").json()["params"] == {"uid": "3", "pid": "4"}
     assert seen == [{"uid": "1"}, {"uid": "3"}]
 
 
@@ -321,8 +319,8 @@ def test_a_malformed_escape_in_a_param_is_a_400(target):
     app = App()
     app.get("/user/:id", where)
     app.get("/files/*rest", where)
-    with app.run_in_thread() as server:
-        status, text = raw_get(server, target)
+    with TestClient(app) as client:
+        status, text = raw_get(client, target)
     assert status == 400
     assert "Failed to decode param" in text
 
@@ -331,15 +329,15 @@ def test_a_malformed_escape_is_an_error_error_middleware_sees():
     app = App()
     app.get("/user/:id", where)
     app.use(lambda err, req, res, next: res.status(err.status).send(f"caught {type(err).__name__}"))
-    with app.run_in_thread() as server:
-        assert raw_get(server, "/user/%zz") == (400, "caught HTTPError")
+    with TestClient(app) as client:
+        assert raw_get(client, "/user/%zz") == (400, "caught HTTPError")
 
 
 def test_a_malformed_escape_in_a_plain_path_is_just_no_match():
     app = App()
     app.get("/plain", echo("x"))
-    with app.run_in_thread() as server:
-        status, text = raw_get(server, "/pl%zzain")
+    with TestClient(app) as client:
+        status, text = raw_get(client, "/pl%zzain")
     assert (status, text) == (404, "Cannot GET /pl%zzain")
 
 
@@ -372,9 +370,8 @@ def test_a_refused_pattern_takes_seconds_never():
     app.get(r"/safe/:x([a-z]+)", echo("safe"))
     # A long non-matching param: linear regexes answer at once (no timing assertion: a
     # backtracking one would hang the test past its deadline instead).
-    with app.run_in_thread() as server, RawClient(server) as client:
-        client.request("GET", "/safe/" + "a" * 5000 + "!")
-        assert client.read_response().status == 404
+    with TestClient(app) as client:
+        assert exchange(client, "GET", "/safe/" + "a" * 5000 + "!").status == 404
 
 
 # -- case sensitivity and strict routing -------------------------------------------------------
@@ -384,22 +381,22 @@ def test_routing_ignores_case_and_trailing_slash_by_default():
     app = App()
     app.get("/user/:name", where)
     app.get("/About", echo("about"))
-    with app.run_in_thread() as server:
-        assert requests.get(server.url + "/USER/Tobi").json()["params"] == {"name": "Tobi"}
-        assert requests.get(server.url + "/user/tobi/").json()["params"] == {"name": "tobi"}
-        assert requests.get(server.url + "/about").text == "about"
-        assert requests.get(server.url + "/ABOUT/").text == "about"
+    with TestClient(app) as client:
+        assert client.get("/USER/Tobi").json()["params"] == {"name": "Tobi"}
+        assert client.get("/user/tobi/").json()["params"] == {"name": "tobi"}
+        assert client.get("/about").text == "about"
+        assert client.get("/ABOUT/").text == "about"
 
 
 def test_case_sensitive_routing():
     app = App(case_sensitive=True)
     app.get("/About", echo("about"))
     app.get("/user/:name", where)
-    with app.run_in_thread() as server:
-        assert requests.get(server.url + "/About").text == "about"
-        assert requests.get(server.url + "/about").status_code == 404
-        assert requests.get(server.url + "/USER/x").status_code == 404
-        assert requests.get(server.url + "/user/x").status_code == 200
+    with TestClient(app) as client:
+        assert client.get("/About").text == "about"
+        assert client.get("/about").status_code == 404
+        assert client.get("/USER/x").status_code == 404
+        assert client.get("/user/x").status_code == 200
 
 
 def test_strict_routing():
@@ -407,13 +404,13 @@ def test_strict_routing():
     app.get("/user", echo("no slash"))
     app.get("/dir/", echo("slash"))
     app.get("/p/:id", where)
-    with app.run_in_thread() as server:
-        assert requests.get(server.url + "/user").text == "no slash"
-        assert requests.get(server.url + "/user/").status_code == 404
-        assert requests.get(server.url + "/dir/").text == "slash"
-        assert requests.get(server.url + "/dir").status_code == 404
-        assert requests.get(server.url + "/p/1").status_code == 200
-        assert requests.get(server.url + "/p/1/").status_code == 404
+    with TestClient(app) as client:
+        assert client.get("/user").text == "no slash"
+        assert client.get("/user/").status_code == 404
+        assert client.get("/dir/").text == "slash"
+        assert client.get("/dir").status_code == 404
+        assert client.get("/p/1").status_code == 200
+        assert client.get("/p/1/").status_code == 404
 
 
 def test_router_options_apply_to_its_own_routes():
@@ -422,11 +419,11 @@ def test_router_options_apply_to_its_own_routes():
     router.get("/Exact", echo("exact"))
     app.use("/r", router)
     app.get("/loose", echo("loose"))
-    with app.run_in_thread() as server:
-        assert requests.get(server.url + "/r/Exact").text == "exact"
-        assert requests.get(server.url + "/r/exact").status_code == 404
-        assert requests.get(server.url + "/r/Exact/").status_code == 404
-        assert requests.get(server.url + "/LOOSE/").text == "loose"
+    with TestClient(app) as client:
+        assert client.get("/r/Exact").text == "exact"
+        assert client.get("/r/exact").status_code == 404
+        assert client.get("/r/Exact/").status_code == 404
+        assert client.get("/LOOSE/").text == "loose"
 
 
 # -- next("route"), next("router"), long stacks ------------------------------------------------
@@ -449,9 +446,9 @@ def test_next_route_skips_the_rest_of_the_route():
 
     app.get("/user/:id", maybe_skip, special)
     app.get("/user/:id", lambda req, res: res.send("regular"))
-    with app.run_in_thread() as server:
-        assert requests.get(server.url + "/user/0").text == "regular"
-        assert requests.get(server.url + "/user/1").text == "special"
+    with TestClient(app) as client:
+        assert client.get("/user/0").text == "regular"
+        assert client.get("/user/1").text == "special"
     assert calls == ["first", "first", "special"]
 
 
@@ -459,8 +456,8 @@ def test_next_route_from_middleware_just_continues():
     app = App()
     app.use(lambda req, res, next: next("route"))
     app.get("/", echo("reached"))
-    with app.run_in_thread() as server:
-        assert requests.get(server.url + "/").text == "reached"
+    with TestClient(app) as client:
+        assert client.get("/").text == "reached"
 
 
 def test_next_router_leaves_the_router():
@@ -476,9 +473,9 @@ def test_next_router_leaves_the_router():
     router.get("/x", echo("inside"))
     app.use("/r", router)
     app.get("/r/x", echo("outside"))
-    with app.run_in_thread() as server:
-        assert requests.get(server.url + "/r/x").text == "inside"
-        assert requests.get(server.url + "/r/x?skip=1").text == "outside"
+    with TestClient(app) as client:
+        assert client.get("/r/x").text == "inside"
+        assert client.get("/r/x?skip=1").text == "outside"
     assert calls == ["guard", "guard"]
 
 
@@ -490,9 +487,9 @@ def test_next_router_from_a_route_handler_and_at_the_top():
     app.use(router)
     app.get("/x", echo("after router"))
     app.get("/top", lambda req, res, next: next("router"))
-    with app.run_in_thread() as server:
-        assert requests.get(server.url + "/x").text == "after router"
-        r = requests.get(server.url + "/top")
+    with TestClient(app) as client:
+        assert client.get("/x").text == "after router"
+        r = client.get("/top")
         assert (r.status_code, r.text) == (404, "Cannot GET /top")
 
 
@@ -508,8 +505,8 @@ def test_a_long_synchronous_middleware_stack_does_not_recurse():
     for _ in range(count):
         app.use(step)
     app.get("/", lambda req, res: res.send(str(req.hops)))
-    with app.run_in_thread() as server:
-        assert requests.get(server.url + "/").text == str(count)
+    with TestClient(app) as client:
+        assert client.get("/").text == str(count)
 
 
 def test_a_long_route_stack_and_many_pattern_routes_do_not_recurse():
@@ -522,9 +519,9 @@ def test_a_long_route_stack_and_many_pattern_routes_do_not_recurse():
     for i in range(3000):
         app.get(f"/p{i}/:x", step)  # each matches nothing we ask for but /p2999/...
     app.get("/p2999/:x", echo("last"))
-    with app.run_in_thread() as server:
-        assert requests.get(server.url + "/deep").text == "deep"
-        assert requests.get(server.url + "/p2999/y").text == "last"
+    with TestClient(app) as client:
+        assert client.get("/deep").text == "deep"
+        assert client.get("/p2999/y").text == "last"
 
 
 def test_middleware_may_rewrite_the_url_for_later_routes():
@@ -539,8 +536,8 @@ def test_middleware_may_rewrite_the_url_for_later_routes():
     app.get("/old", echo("old route"))
     # like Express 4, req.query stays the original request's (parsed before any rewrite)
     app.get("/new", lambda req, res: res.send(f"new {req.url} {req.original_url} {req.query}"))
-    with app.run_in_thread() as server:
-        assert requests.get(server.url + "/old?a=1").text == "new /new?from=old /old?a=1 {'a': '1'}"
+    with TestClient(app) as client:
+        assert client.get("/old?a=1").text == "new /new?from=old /old?a=1 {'a': '1'}"
 
 
 # -- mounting: use() paths, url rewriting, restoring -------------------------------------------
@@ -549,42 +546,42 @@ def test_middleware_may_rewrite_the_url_for_later_routes():
 def test_use_without_a_path_runs_for_every_request():
     app = App()
     app.use(lambda req, res: res.send(f"{req.method} {req.url} {req.base_url!r}"))
-    with app.run_in_thread() as server:
-        assert requests.get(server.url + "/").text == "GET / ''"
-        assert requests.post(server.url + "/a/b?c=d").text == "POST /a/b?c=d ''"
+    with TestClient(app) as client:
+        assert client.get("/").text == "GET / ''"
+        assert client.post("/a/b?c=d").text == "POST /a/b?c=d ''"
 
 
 def test_use_matches_a_prefix_at_a_segment_boundary_and_strips_it():
     app = App()
     app.use("/blog", where)
     app.use(lambda req, res: res.send("fell through " + req.url))
-    with app.run_in_thread() as server:
-        got = requests.get(server.url + "/blog").json()
+    with TestClient(app) as client:
+        got = client.get("/blog").json()
         assert got == {"url": "/", "path": "/", "base_url": "/blog", "original_url": "/blog", "params": {}}
-        got = requests.get(server.url + "/blog/post/1?x=y").json()
+        got = client.get("/blog/post/1?x=y").json()
         assert got["url"] == "/post/1?x=y"
         assert got["path"] == "/post/1"
         assert got["base_url"] == "/blog"
         assert got["original_url"] == "/blog/post/1?x=y"
-        assert requests.get(server.url + "/BLOG/").json()["base_url"] == "/BLOG"
-        assert requests.get(server.url + "/blog?q=1").json()["url"] == "/?q=1"
-        assert requests.get(server.url + "/blogger").text == "fell through /blogger"
+        assert client.get("/BLOG/").json()["base_url"] == "/BLOG"
+        assert client.get("/blog?q=1").json()["url"] == "/?q=1"
+        assert client.get("/blogger").text == "fell through /blogger"
 
 
 def test_use_path_with_a_trailing_slash_is_the_same_mount():
     app = App()
     app.use("/blog/", where)
-    with app.run_in_thread() as server:
-        assert requests.get(server.url + "/blog").json()["base_url"] == "/blog"
-        assert requests.get(server.url + "/blog/a").json()["url"] == "/a"
+    with TestClient(app) as client:
+        assert client.get("/blog").json()["base_url"] == "/blog"
+        assert client.get("/blog/a").json()["url"] == "/a"
 
 
 def test_use_empty_and_root_paths_mount_at_the_top():
     app = App()
     app.use("", lambda req, res, next: (setattr(req, "a", req.base_url), next())[1])
     app.use("/", lambda req, res: res.send(f"{req.a!r} {req.base_url!r} {req.url}"))
-    with app.run_in_thread() as server:
-        assert requests.get(server.url + "/x/y").text == "'' '' /x/y"
+    with TestClient(app) as client:
+        assert client.get("/x/y").text == "'' '' /x/y"
 
 
 def test_url_is_restored_when_control_leaves_a_mount():
@@ -598,8 +595,8 @@ def test_url_is_restored_when_control_leaves_a_mount():
     app.use("/a", inside)
     app.use("/a/b", inside)
     app.use(lambda req, res: res.send(f"{req.url} {req.base_url!r} {req.path}"))
-    with app.run_in_thread() as server:
-        assert requests.get(server.url + "/a/b/c?d=e").text == "/a/b/c?d=e '' /a/b/c"
+    with TestClient(app) as client:
+        assert client.get("/a/b/c?d=e").text == "/a/b/c?d=e '' /a/b/c"
     assert seen == [("/b/c?d=e", "/a"), ("/c?d=e", "/a/b")]
 
 
@@ -612,17 +609,17 @@ def test_use_with_a_list_of_paths_and_several_handlers():
 
     app.use(["/a", "/b"], [tag], lambda req, res: res.send(req.tag + " " + req.url))
     app.use(lambda req, res: res.send("none"))
-    with app.run_in_thread() as server:
-        assert requests.get(server.url + "/a/x").text == "/a /x"
-        assert requests.get(server.url + "/b").text == "/b /"
-        assert requests.get(server.url + "/c").text == "none"
+    with TestClient(app) as client:
+        assert client.get("/a/x").text == "/a /x"
+        assert client.get("/b").text == "/b /"
+        assert client.get("/c").text == "none"
 
 
 def test_use_on_a_pattern_gives_params_and_the_matched_base_url():
     app = App()
     app.use("/users/:uid", where)
-    with app.run_in_thread() as server:
-        got = requests.get(server.url + "/users/42/photos?n=1").json()
+    with TestClient(app) as client:
+        got = client.get("/users/42/photos?n=1").json()
         assert got["params"] == {"uid": "42"}
         assert got["base_url"] == "/users/42"
         assert got["url"] == "/photos?n=1"
@@ -632,11 +629,11 @@ def test_use_on_a_regex():
     app = App()
     app.use(re.compile(r"/ab+c"), where)
     app.use(lambda req, res: res.send("no"))
-    with app.run_in_thread() as server:
-        got = requests.get(server.url + "/abbbc/rest").json()
+    with TestClient(app) as client:
+        got = client.get("/abbbc/rest").json()
         assert (got["base_url"], got["url"]) == ("/abbbc", "/rest")
-        assert requests.get(server.url + "/abbbcd").text == "no"
-        assert requests.get(server.url + "/ac").text == "no"
+        assert client.get("/abbbcd").text == "no"
+        assert client.get("/ac").text == "no"
 
 
 def test_nested_routers_see_relative_urls_and_restore_them():
@@ -658,13 +655,13 @@ def test_nested_routers_see_relative_urls_and_restore_them():
     api.use(note("api end"))
     app.use("/api", api)
     app.use(lambda req, res: res.send(f"{req.base_url!r} {req.url}"))
-    with app.run_in_thread() as server:
-        got = requests.get(server.url + "/api/v1/items/3?x=1").json()
+    with TestClient(app) as client:
+        got = client.get("/api/v1/items/3?x=1").json()
         assert got == {
             "url": "/items/3?x=1", "path": "/items/3", "base_url": "/api/v1",
             "original_url": "/api/v1/items/3?x=1", "params": {"id": "3"},
         }
-        assert requests.get(server.url + "/api/v1/items/0?x=1").text == "'' /api/v1/items/0?x=1"
+        assert client.get("/api/v1/items/0?x=1").text == "'' /api/v1/items/0?x=1"
     assert trail == [("v1 end", "/api/v1", "/items/0?x=1"), ("api end", "/api", "/v1/items/0?x=1")]
 
 
@@ -678,11 +675,11 @@ def test_merge_params_router_sees_its_mounts_params():
     plain.get("/posts/:pid", lambda req, res: res.json(req.params))
     app.use("/users/:uid", merged)
     app.use("/plain/:uid", plain)
-    with app.run_in_thread() as server:
-        assert requests.get(server.url + "/users/1/posts/2").json() == {"uid": "1", "pid": "2"}
-        assert requests.get(server.url + "/users/1/shadow/9").json() == {"uid": "9"}
-        assert requests.get(server.url + "/users/1/else").json() == ["mw", {"uid": "1"}]
-        assert requests.get(server.url + "/plain/1/posts/2").json() == {"pid": "2"}
+    with TestClient(app) as client:
+        assert client.get("/users/1/posts/2").json() == {"uid": "1", "pid": "2"}
+        assert client.get("/users/1/shadow/9").json() == {"uid": "9"}
+        assert client.get("/users/1/else").json() == ["mw", {"uid": "1"}]
+        assert client.get("/plain/1/posts/2").json() == {"pid": "2"}
 
 
 def test_a_router_mounted_twice_and_a_router_as_plain_middleware():
@@ -692,10 +689,10 @@ def test_a_router_mounted_twice_and_a_router_as_plain_middleware():
     app.use("/one", shared)
     app.use("/two", shared)
     app.use(shared)
-    with app.run_in_thread() as server:
-        assert requests.get(server.url + "/one/hello").text == "hello from /one"
-        assert requests.get(server.url + "/two/hello").text == "hello from /two"
-        assert requests.get(server.url + "/hello").text == "hello from "
+    with TestClient(app) as client:
+        assert client.get("/one/hello").text == "hello from /one"
+        assert client.get("/two/hello").text == "hello from /two"
+        assert client.get("/hello").text == "hello from "
 
 
 def test_a_router_passes_on_what_it_does_not_handle():
@@ -704,10 +701,10 @@ def test_a_router_passes_on_what_it_does_not_handle():
     router.get("/in", echo("in"))
     app.use("/r", router)
     app.get("/r/out", echo("out"))
-    with app.run_in_thread() as server:
-        assert requests.get(server.url + "/r/in").text == "in"
-        assert requests.get(server.url + "/r/out").text == "out"
-        r = requests.get(server.url + "/r/missing")
+    with TestClient(app) as client:
+        assert client.get("/r/in").text == "in"
+        assert client.get("/r/out").text == "out"
+        r = client.get("/r/missing")
         assert (r.status_code, r.text) == (404, "Cannot GET /r/missing")
 
 
@@ -725,13 +722,13 @@ def test_sub_apps():
     assert blog.parent is app
     assert forum.parent is app
     assert blog.mountpath == "/blog"
-    with app.run_in_thread() as server:
-        r = requests.get(server.url + "/blog")
+    with TestClient(app) as client:
+        r = client.get("/blog")
         assert r.json() == {"app": True, "base": "/blog", "url": "/"}
         assert r.text.startswith("{\n  ")  # json_spaces inherited from the parent
-        assert requests.get(server.url + "/blog/settings").text == "parent"
-        assert requests.get(server.url + "/forum/").text == "own /"
-        assert requests.get(server.url + "/forum/admin").text == "back in parent: True /forum/admin"
+        assert client.get("/blog/settings").text == "parent"
+        assert client.get("/forum/").text == "own /"
+        assert client.get("/forum/admin").text == "back in parent: True /forum/admin"
 
 
 def test_sub_apps_assembled_bottom_up_inherit_the_roots_settings():
@@ -743,9 +740,9 @@ def test_sub_apps_assembled_bottom_up_inherit_the_roots_settings():
     root.use("/mid", mid)
     assert leaf.settings["json_spaces"] == 1
     assert leaf.parent is mid and mid.parent is root
-    with root.run_in_thread() as server:
+    with TestClient(root) as client:
         # json_spaces from the root, custom from the nearer parent
-        assert requests.get(server.url + "/mid/leaf").text == '[\n "mid",\n "127.0.0.1"\n]'
+        assert client.get("/mid/leaf").text == '[\n "mid",\n "127.0.0.1"\n]'
 
 
 
@@ -755,11 +752,11 @@ def test_sub_app_mounted_on_a_list_and_on_a_param_path():
     sub.get("/", lambda req, res: res.send(f"{req.base_url} {dict(req.params)}"))
     app.use(["/a", "/b"], sub)
     app.use("/u/:id", sub)
-    with app.run_in_thread() as server:
-        assert requests.get(server.url + "/a").text == "/a {}"
-        assert requests.get(server.url + "/b/").text == "/b {}"
+    with TestClient(app) as client:
+        assert client.get("/a").text == "/a {}"
+        assert client.get("/b/").text == "/b {}"
         # like Express without mergeParams: a sub-app does not see its mount's params
-        assert requests.get(server.url + "/u/9").text == "/u/9 {}"
+        assert client.get("/u/9").text == "/u/9 {}"
 
 
 def test_sub_app_404_and_errors_go_to_the_parent():
@@ -768,10 +765,10 @@ def test_sub_app_404_and_errors_go_to_the_parent():
     sub.get("/boom", lambda req, res: (_ for _ in ()).throw(HTTPError(418, "teapot")))
     app.use("/sub", sub)
     app.use(lambda err, req, res, next: res.status(err.status).send(f"parent caught {err.message} {req.url}"))
-    with app.run_in_thread() as server:
-        r = requests.get(server.url + "/sub/boom")
+    with TestClient(app) as client:
+        r = client.get("/sub/boom")
         assert (r.status_code, r.text) == (418, "parent caught teapot /sub/boom")
-        r = requests.get(server.url + "/sub/none")
+        r = client.get("/sub/none")
         assert (r.status_code, r.text) == (404, "Cannot GET /sub/none")
 
 
@@ -787,14 +784,12 @@ def test_head_is_answered_by_get_without_a_body():
         res.set("X-Seen", "yes").send("tobi")
 
     app.get("/tobi", get)
-    with app.run_in_thread() as server:
-        g = requests.get(server.url + "/tobi")
-        with RawClient(server) as client:
-            client.request("HEAD", "/tobi")
-            h = client.read_response("HEAD")
-            # nothing follows the head on the wire: the next response parses cleanly
-            client.request("GET", "/tobi")
-            again = client.read_response()
+    with TestClient(app) as client:
+        g = client.get("/tobi")
+        # nothing follows the head on the wire: the next response parses cleanly, and nothing
+        # is left over after it
+        wire = client.raw(request_bytes("HEAD", "/tobi") + request_bytes("GET", "/tobi"))
+        h, again = parse_responses(wire, ["HEAD", "GET"])
     assert h.status == 200
     assert h.body == b""
     assert h.header("Content-Length") == g.headers["Content-Length"] == "4"
@@ -809,16 +804,16 @@ def test_an_explicit_head_route_registered_first_wins():
     app = App()
     app.head("/tobi", lambda req, res: res.set("X-Method", "head").end())
     app.get("/tobi", lambda req, res: res.set("X-Method", "get").send("tobi"))
-    with app.run_in_thread() as server:
-        assert requests.head(server.url + "/tobi").headers["X-Method"] == "head"
-        assert requests.get(server.url + "/tobi").headers["X-Method"] == "get"
+    with TestClient(app) as client:
+        assert client.head("/tobi").headers["X-Method"] == "head"
+        assert client.get("/tobi").headers["X-Method"] == "get"
 
 
 def test_head_without_a_get_route_is_404():
     app = App()
     app.post("/only-post", echo("x"))
-    with app.run_in_thread() as server:
-        assert requests.head(server.url + "/only-post").status_code == 404
+    with TestClient(app) as client:
+        assert client.head("/only-post").status_code == 404
 
 
 def test_options_without_a_handler_gets_204_with_allow():
@@ -828,16 +823,16 @@ def test_options_without_a_handler_gets_204_with_allow():
     app.get("/users", echo("again"))
     app.delete("/users/:id", echo("x"))
     app.all("/every", echo("all"))
-    with app.run_in_thread() as server:
-        r = requests.options(server.url + "/users")
+    with TestClient(app) as client:
+        r = client.options("/users")
         assert r.status_code == 204
         assert r.content == b""
         allow = [m.strip() for m in r.headers["Allow"].split(",")]
         assert sorted(allow) == ["GET", "HEAD", "PUT"]  # each once
-        r = requests.options(server.url + "/users/1")
+        r = client.options("/users/1")
         assert (r.status_code, set(r.headers["Allow"].replace(" ", "").split(","))) == (204, {"DELETE"})
-        assert requests.options(server.url + "/nothing").status_code == 404
-        r = requests.options(server.url + "/every")  # all() answers OPTIONS itself
+        assert client.options("/nothing").status_code == 404
+        r = client.options("/every")  # all() answers OPTIONS itself
         assert (r.status_code, r.text) == (200, "all")
 
 
@@ -848,10 +843,10 @@ def test_options_with_a_handler_and_through_a_router():
     router.post("/thing", echo("x"))
     app.use("/r", router)
     app.use(lambda req, res, next: next())
-    with app.run_in_thread() as server:
-        r = requests.options(server.url + "/custom")
+    with TestClient(app) as client:
+        r = client.options("/custom")
         assert (r.status_code, r.headers["Allow"]) == (200, "CUSTOM")
-        r = requests.options(server.url + "/r/thing")
+        r = client.options("/r/thing")
         assert (r.status_code, r.headers["Allow"]) == (204, "POST")
 
 
@@ -859,8 +854,8 @@ def test_options_answered_by_middleware_is_left_alone():
     app = App()
     app.get("/x", echo("x"))
     app.use(lambda req, res: res.status(200).send("mw " + req.method))
-    with app.run_in_thread() as server:
-        r = requests.options(server.url + "/x")
+    with TestClient(app) as client:
+        r = client.options("/x")
         assert (r.status_code, r.text) == (200, "mw OPTIONS")
 
 
@@ -868,12 +863,12 @@ def test_no_route_is_404_cannot_method_path():
     app = App()
     router = Router()
     app.use("/api", router)
-    with app.run_in_thread() as server:
-        r = requests.get(server.url + "/api/missing?secret=1")
+    with TestClient(app) as client:
+        r = client.get("/api/missing?secret=1")
         assert r.status_code == 404
         assert r.text == "Cannot GET /api/missing"
         assert r.headers["Content-Type"].startswith("text/plain")
-        r = requests.delete(server.url + "/")
+        r = client.delete("/")
         assert (r.status_code, r.text) == (404, "Cannot DELETE /")
 
 
@@ -885,11 +880,10 @@ def test_a_handler_calling_next_after_sending_does_not_send_a_404():
         next()
 
     app.get("/", sender)
-    with app.run_in_thread() as server, RawClient(server) as client:
-        client.request("GET", "/")
-        first = client.read_response()
-        client.request("GET", "/")
-        second = client.read_response()
+    with TestClient(app) as client:
+        # one connection, two requests: no stray 404 follows either response
+        wire = client.raw(request_bytes("GET", "/") * 2)
+        first, second = parse_responses(wire, ["GET", "GET"])
     assert (first.status, first.text, second.text) == (200, "sent", "sent")
 
 
@@ -912,18 +906,18 @@ def test_dispatch_pattern_attempts_do_not_grow_with_plain_routes():
     assert len(small.stack) == 12 and len(large.stack) == 2002
     results = {}
     for label, app in (("small", small), ("large", large)):
-        with app.run_in_thread() as server:
+        with TestClient(app) as client:
             attempts = []
             for path, expected in (("/r/5", "r5"), ("/R/7/", "r7"), ("/nope/x", None)):
                 before = app.pattern_attempts
-                r = requests.get(server.url + path)
+                r = client.get(path)
                 attempts.append(app.pattern_attempts - before)
                 if expected is None:
                     assert r.status_code == 404
                 else:
                     assert r.text == expected
             if label == "large":
-                assert requests.get(server.url + "/r/1997").text == "r1997"
+                assert client.get("/r/1997").text == "r1997"
         results[label] = attempts
     assert results["small"] == results["large"]
     assert max(results["large"]) <= 2
@@ -940,11 +934,11 @@ def test_middleware_marked_needs_body_runs_only_for_requests_that_announce_a_bod
     app = App()
     app.use(body_only)
     app.all("/", echo("ok"))
-    with app.run_in_thread() as server:
-        assert requests.get(server.url, timeout=10).text == "ok"
-        assert requests.post(server.url, data=b"x", timeout=10).text == "ok"
-        assert requests.post(server.url, data=b"", timeout=10).text == "ok"  # Content-Length: 0
-        assert requests.head(server.url, timeout=10).status_code == 200
+    with TestClient(app) as client:
+        assert client.get("/", timeout=10).text == "ok"
+        assert client.post("/", data=b"x", timeout=10).text == "ok"
+        assert client.post("/", data=b"", timeout=10).text == "ok"  # Content-Length: 0
+        assert client.head("/", timeout=10).status_code == 200
     assert seen == ["POST", "POST"]
 
 
@@ -956,6 +950,6 @@ def test_needs_body_does_not_change_error_middleware_or_routes():
     app = App()
     app.get("/", lambda req, res: (_ for _ in ()).throw(HTTPError(418)))
     app.use(handler)
-    with app.run_in_thread() as server:
-        res = requests.get(server.url, timeout=10)
+    with TestClient(app) as client:
+        res = client.get("/", timeout=10)
     assert (res.status_code, res.text) == (418, "handled")

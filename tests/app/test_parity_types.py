@@ -1,5 +1,6 @@
-"""Content-Types of served files and res.type() over real sockets come from evserve's own table
-(Express 5's values), whatever Python's mimetypes says."""
+"""Content-Types of served files and res.type(), through the real connection code in memory
+(``TestClient``), come from evserve's own table (Express 5's values), whatever Python's
+mimetypes says."""
 
 from __future__ import annotations
 
@@ -7,9 +8,9 @@ import mimetypes
 from pathlib import Path
 
 import pytest
-import requests
 
 from evserve import App, static
+from evserve.testing import TestClient
 
 # What express.static / res.sendFile send for these (mime-types 3 over mime-db).
 SERVED = {
@@ -46,9 +47,9 @@ def test_static_send_file_and_type_use_the_built_in_table(tmp_path: Path) -> Non
     app.use("/static", static(str(tmp_path)))
     app.get("/file/:name", lambda req, res: res.send_file(req.params["name"], root=str(tmp_path)))
     app.get("/type/:ext", lambda req, res: res.type(req.params["ext"]).send(b"x"))
-    with app.run_in_thread() as server:
+    with TestClient(app) as client:
         for name, expected in SERVED.items():
-            assert requests.get(f"{server.url}/static/{name}").headers["Content-Type"] == expected, name
-            assert requests.get(f"{server.url}/file/{name}").headers["Content-Type"] == expected, name
+            assert client.get(f"/static/{name}").headers["Content-Type"] == expected, name
+            assert client.get(f"/file/{name}").headers["Content-Type"] == expected, name
             ext = name.rpartition(".")[2]
-            assert requests.get(f"{server.url}/type/{ext}").headers["Content-Type"] == expected, ext
+            assert client.get(f"/type/{ext}").headers["Content-Type"] == expected, ext

@@ -1,6 +1,7 @@
-"""Express 5 parity of the request object over real sockets: req.accepts() and its siblings with
-no arguments (negotiator's preference lists), and absolute-form request targets
-(``GET http://host/p?q=1``: originalUrl as received, routing by the path)."""
+"""Express 5 parity of the request object, through the real connection code in memory
+(``TestClient``, requests byte for byte): req.accepts() and its siblings with no arguments
+(negotiator's preference lists), and absolute-form request targets (``GET http://host/p?q=1``:
+originalUrl as received, routing by the path)."""
 
 from __future__ import annotations
 
@@ -11,8 +12,9 @@ from typing import Any
 import pytest
 
 from evserve import App, Router, logger
+from evserve.testing import TestClient
 
-from .conftest import RawClient, wait_until
+from .conftest import parse_responses
 
 
 def report(fn: Any) -> App:
@@ -22,11 +24,10 @@ def report(fn: Any) -> App:
     return app
 
 
-def get_json(server: Any, head: str) -> Any:
+def get_json(client: TestClient, head: str) -> Any:
     """Send a bodiless request head (lines joined with CRLF) and decode its JSON answer."""
-    with RawClient(server) as client:
-        client.send((head.replace("\n", "\r\n") + "\r\n\r\n").encode("latin-1"))
-        res = client.read_response()
+    wire = client.raw((head.replace("\n", "\r\n") + "\r\n\r\n").encode("latin-1"))
+    [res] = parse_responses(wire, ["GET"])
     assert res.status == 200, res.body
     return json.loads(res.body)
 
@@ -72,15 +73,15 @@ def preferences(req: Any) -> list[Any]:
     ],
 )
 def test_no_offers_give_the_clients_preferences(headers: str, expected: list[Any]) -> None:
-    with report(preferences).run_in_thread() as server:
+    with TestClient(report(preferences)) as client:
         head = "GET / HTTP/1.1\nHost: h" + ("\n" + headers if headers else "")
-        assert get_json(server, head) == expected
+        assert get_json(client, head) == expected
 
 
 def test_offers_still_give_one_answer() -> None:
     app = report(lambda req: [req.accepts("json", "html"), req.accepts_languages("es", "en")])
-    with app.run_in_thread() as server:
-        got = get_json(server, "GET / HTTP/1.1\nHost: h\nAccept: text/html\nAccept-Language: en")
+    with TestClient(app) as client:
+        got = get_json(client, "GET / HTTP/1.1\nHost: h\nAccept: text/html\nAccept-Language: en")
     assert got == ["html", "en"]
 
 
@@ -132,8 +133,8 @@ def test_absolute_form_keeps_the_original_and_routes_by_the_path(
 ) -> None:
     app = App()
     app.get(expected["path"], lambda req, res: res.json(describe(req)))
-    with app.run_in_thread() as server:
-        got = get_json(server, f"GET {target} HTTP/1.1\nHost: other.example")
+    with TestClient(app) as client:
+        got = get_json(client, f"GET {target} HTTP/1.1\nHost: other.example")
     assert got == {**expected, "base_url": "", "protocol": "http", "secure": False}
 
 
@@ -142,8 +143,8 @@ def test_absolute_form_through_a_mount() -> None:
     api.get("/items/:id", lambda req, res: res.json({**describe(req), "id": req.params["id"]}))
     app = App()
     app.use("/api", api)
-    with app.run_in_thread() as server:
-        got = get_json(server, "GET http://h.test/api/items/7?x=1 HTTP/1.1\nHost: h.test")
+    with TestClient(app) as client:
+        got = get_json(client, "GET http://h.test/api/items/7?x=1 HTTP/1.1\nHost: h.test")
     assert got["url"] == "/items/7?x=1"
     assert got["path"] == "/items/7"
     assert got["base_url"] == "/api"
@@ -158,12 +159,13 @@ def test_the_access_log_shows_the_target_as_received(caplog: pytest.LogCaptureFi
     app = App()
     app.use(logger())
     app.get("/hello", lambda req, res: res.send("hello"))
-    with app.run_in_thread() as server, RawClient(server) as client:
-        client.send(b"GET http://h.test/hello?x=1 HTTP/1.1\r\nHost: h.test\r\n\r\n")
-        assert client.read_response().status == 200
+    with TestClient(app) as client:
+        wire = client.raw(b"GET http://h.test/hello?x=1 HTTP/1.1\r\nHost: h.test\r\n\r\n")
+        assert parse_responses(wire, ["GET"])[0].status == 200
 
         def line() -> str | None:
             found = [r.getMessage() for r in caplog.records if r.name == "evserve.access"]
             return found[0] if found else None
 
-        assert wait_until(line).startswith("GET http://h.test/hello?x=1 200 ")
+        logged = line()  # logged as the response ended, before client.raw returned
+        assert logged is not None and logged.startswith("GET http://h.test/hello?x=1 200 ")

@@ -1,4 +1,5 @@
-"""End to end: a value a client sends can always be sent back.
+"""A value a client sends can always be sent back (through the real connection code in memory,
+``TestClient``).
 
 Every way a client's value reaches a handler (JSON, urlencoded and text bodies, JSON cookies
 plain and signed, the query string, route params) is echoed with ``res.json``/``res.send``:
@@ -16,12 +17,12 @@ from collections.abc import Iterator
 from urllib.parse import quote
 
 import pytest
-import requests
 
 from evserve import App, body_parser
 from evserve.cookies import sign_value
+from evserve.testing import ClientResponse, TestClient
 
-from .conftest import RawClient
+from .conftest import exchange
 
 SECRET = "values secret"
 JSON = "application/json"
@@ -29,8 +30,8 @@ FORM = "application/x-www-form-urlencoded"
 
 
 @contextlib.contextmanager
-def echo_server(**settings) -> Iterator[str]:
-    """An app that echoes what each input path gave it; yields its URL."""
+def echo_server(**settings) -> Iterator[TestClient]:
+    """An app that echoes what each input path gave it; yields a client of it."""
     app = App(cookie_secret=SECRET, **settings)
     app.use(body_parser.json(strict=False))
     app.use(body_parser.urlencoded())
@@ -41,16 +42,17 @@ def echo_server(**settings) -> Iterator[str]:
     app.get("/send-query", lambda req, res: res.send(req.query))
     app.get("/params/:value", lambda req, res: res.json(req.params))
     app.get("/cookies", lambda req, res: res.json([req.cookies, req.signed_cookies]))
-    with app.run_in_thread() as server:
-        yield server.url
+    with TestClient(app) as client:
+        yield client
 
 
-def post(url: str, data: bytes | str, content_type: str, **headers: str) -> requests.Response:
+def post(client: TestClient, path: str, data: bytes | str, content_type: str,
+         **headers: str) -> ClientResponse:
     headers["Content-Type"] = content_type
-    return requests.post(url, data=data.encode() if isinstance(data, str) else data, headers=headers)
+    return client.post(path, data=data.encode() if isinstance(data, str) else data, headers=headers)
 
 
-def refused(res: requests.Response, status: int) -> str:
+def refused(res: ClientResponse, status: int) -> str:
     assert res.status_code == status, (res.status_code, res.text)
     return res.text
 
@@ -77,35 +79,35 @@ def refused(res: requests.Response, status: int) -> str:
          "high", "low-in-key", "high-then-x", "high-high-low", "top-level-low"],
 )
 def test_json_that_cannot_be_written_back_is_400(body, message):
-    with echo_server() as url:
+    with echo_server() as client:
         for path in ("/json", "/send"):
-            assert refused(post(url + path, body, JSON), 400) == f"invalid JSON: {message}"
+            assert refused(post(client, path, body, JSON), 400) == f"invalid JSON: {message}"
 
 
 def test_the_same_refusals_in_other_utfs_and_compressed():
-    with echo_server() as url:
+    with echo_server() as client:
         body = '{"a": ["\\ud800"]}'
-        res = post(url + "/json", body.encode("utf-16"), JSON + "; charset=utf-16")
+        res = post(client, "/json", body.encode("utf-16"), JSON + "; charset=utf-16")
         assert refused(res, 400) == "invalid JSON: unpaired surrogate \\ud800 at line 1 column 9"
-        res = post(url + "/json", "[1e999]".encode("utf-32-be"), JSON + "; charset=utf-32")
+        res = post(client, "/json", "[1e999]".encode("utf-32-be"), JSON + "; charset=utf-32")
         assert refused(res, 400) == "invalid JSON: number out of range: 1e999"
         raw = '["'.encode("utf-16-le") + b"\x00\xd8" + '"]'.encode("utf-16-le")  # not escaped
-        res = post(url + "/json", raw, JSON + "; charset=utf-16le")
+        res = post(client, "/json", raw, JSON + "; charset=utf-16le")
         assert refused(res, 400) == "invalid JSON: the body is not valid utf-16-le"
-        res = post(url + "/json", b'["\xed\xa0\x80"]', JSON)  # a surrogate encoded in UTF-8
+        res = post(client, "/json", b'["\xed\xa0\x80"]', JSON)  # a surrogate encoded in UTF-8
         assert refused(res, 400) == "invalid JSON: the body is not valid utf-8"
-        res = post(url + "/json", gzip.compress(b'{"x": 1e999}'), JSON, **{"Content-Encoding": "gzip"})
+        res = post(client, "/json", gzip.compress(b'{"x": 1e999}'), JSON, **{"Content-Encoding": "gzip"})
         assert refused(res, 400) == "invalid JSON: number out of range: 1e999"
 
 
 def test_json_that_can_be_written_back_is_echoed():
     value = {"pair": "\ud83d\ude00", "escaped": "\\ud800", "big": 1e308, "tiny": 1e-999, "int": 10**400}
     body = json.dumps(value)  # ensure_ascii: the emoji travels as a \ud83d\ude00 escape pair
-    with echo_server() as url:
-        res = post(url + "/json", body, JSON)
+    with echo_server() as client:
+        res = post(client, "/json", body, JSON)
         assert res.status_code == 200
         assert res.json() == {"body": {**value, "pair": "\U0001f600", "tiny": 0.0}}
-        res = post(url + "/send", body, JSON)
+        res = post(client, "/send", body, JSON)
         assert res.status_code == 200 and res.json()["pair"] == "\U0001f600"
 
 
@@ -125,8 +127,8 @@ def test_json_cookies_that_cannot_be_written_back_stay_text():
     cookie += "; ok=" + quote('j:{"k":["\\ud83d\\ude00",1e308]}', safe="")
     signed = sign_value("j:[1e999]", SECRET)
     cookie += "; s=" + quote(signed, safe="") + "; t=" + quote(sign_value('j:["ok"]', SECRET), safe="")
-    with echo_server() as url:
-        res = requests.get(url + "/cookies", headers={"Cookie": cookie})
+    with echo_server() as client:
+        res = client.get("/cookies", headers={"Cookie": cookie})
         assert res.status_code == 200, res.text
         plain, signed_cookies = res.json()
         assert plain == {**texts, "ok": {"k": ["\U0001f600", 1e308]}}
@@ -134,11 +136,9 @@ def test_json_cookies_that_cannot_be_written_back_stay_text():
 
 
 def test_cookie_escapes_of_surrogates_stay_raw():
-    with echo_server() as url:
+    with echo_server() as client:
         cookie = "a=%ED%A0%80; b=j%3A%22%ED%A0%80%22; c=%F0%9F%98%80; d=\xed\xa0\x80"
-        with RawClient(_address(url)) as client:
-            client.request("GET", "/cookies", {"Cookie": cookie})
-            res = client.read_response()
+        res = exchange(client, "GET", "/cookies", {"Cookie": cookie})  # Latin-1 bytes as they are
         assert res.status == 200
         plain, _ = json.loads(res.body)
         # decodeURIComponent would throw on a surrogate's escapes: the whole value stays as it
@@ -153,9 +153,9 @@ SURROGATE_ESCAPES = "a=%ED%A0%80&b=%ED%B0%80&c=%F0%9F%98%80&d=%ED%A0%BD%ED%B8%80
 
 
 def test_query_escapes_of_surrogates_never_decode_to_one():
-    with echo_server() as url:
+    with echo_server() as client:
         for path in ("/query", "/send-query"):
-            res = requests.get(f"{url}{path}?{SURROGATE_ESCAPES}")
+            res = client.get(f"{path}?{SURROGATE_ESCAPES}")
             assert res.status_code == 200, res.text
             assert res.json() == {
                 "a": "%ED%A0%80",
@@ -165,8 +165,8 @@ def test_query_escapes_of_surrogates_never_decode_to_one():
                 "e": {"%ED%A0%80": "1"},
                 "f": "%C0%80",
             }
-    with echo_server(query_parser="simple") as url:
-        res = requests.get(f"{url}/query?{SURROGATE_ESCAPES}")
+    with echo_server(query_parser="simple") as client:
+        res = client.get(f"/query?{SURROGATE_ESCAPES}")
         assert res.status_code == 200, res.text
         got = res.json()
         assert got["a"] == got["b"] == "\ufffd" * 3 and got["c"] == "\U0001f600"
@@ -183,8 +183,8 @@ def test_query_escapes_of_surrogates_never_decode_to_one():
     ],
 )
 def test_route_params_that_are_not_utf8_are_400(escaped, status, value):
-    with echo_server() as url:
-        res = requests.get(f"{url}/params/{escaped}")
+    with echo_server() as client:
+        res = client.get(f"/params/{escaped}")
         assert res.status_code == status, res.text
         if status == 200:
             assert res.json() == {"value": value}
@@ -196,12 +196,12 @@ def test_route_params_that_are_not_utf8_are_400(escaped, status, value):
 
 
 def test_urlencoded_bodies_never_hold_a_surrogate():
-    with echo_server() as url:
-        res = post(url + "/json", SURROGATE_ESCAPES, FORM)
+    with echo_server() as client:
+        res = post(client, "/json", SURROGATE_ESCAPES, FORM)
         assert res.status_code == 200, res.text
         body = res.json()["body"]
         assert body["a"] == "%ED%A0%80" and body["c"] == "\U0001f600"
-        res = post(url + "/json", b"g=\xed\xa0\x80", FORM)
+        res = post(client, "/json", b"g=\xed\xa0\x80", FORM)
         assert res.json() == {"body": {"g": "\ufffd" * 3}}
 
 
@@ -219,13 +219,8 @@ def test_urlencoded_bodies_never_hold_a_surrogate():
     ],
 )
 def test_text_bodies_decode_to_writable_text(charset, data, text):
-    with echo_server() as url:
-        res = post(url + "/send", data, f"text/plain; charset={charset}")
+    with echo_server() as client:
+        res = post(client, "/send", data, f"text/plain; charset={charset}")
         assert res.status_code == 200, res.text
         assert res.content.decode("utf-8") == text
-        assert post(url + "/json", data, f"text/plain; charset={charset}").json() == {"body": text}
-
-
-def _address(url: str) -> tuple[str, int]:
-    host, port = url.split("//", 1)[1].rstrip("/").rsplit(":", 1)
-    return host, int(port)
+        assert post(client, "/json", data, f"text/plain; charset={charset}").json() == {"body": text}

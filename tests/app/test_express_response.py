@@ -1,27 +1,25 @@
-"""End to end: response behaviours checked against Express 5 (``res.format`` handlers taking
-``next``, ``res.links`` with lists, ``res.download`` of a relative path, the app's ``etag``
-setting for files, a cookie ``path`` of ``None``, a Date header set by the handler).
+"""Response behaviours checked against Express 5, through the real connection code in memory
+(``TestClient``): ``res.format`` handlers taking ``next``, ``res.links`` with lists,
+``res.download`` of a relative path, the app's ``etag`` setting for files, a cookie ``path`` of
+``None``, a Date header set by the handler.
 """
 
 from __future__ import annotations
 
-import requests
-
 from evserve import App
+from evserve.testing import TestClient
 
-from .conftest import RawClient
+from .conftest import exchange
 
 
-def fetch(server, target="/", headers=None):
-    """One GET over a fresh raw connection; the response exactly as it came."""
-    with RawClient(server) as client:
-        client.request("GET", target, headers=headers)
-        return client.read_response("GET")
+def fetch(client, target="/", headers=None):
+    """One GET, byte for byte, over a fresh connection; the response exactly as it came."""
+    return exchange(client, "GET", target, headers)
 
 
 # -- res.format -------------------------------------------------------------------------------
 
-def test_format_handler_taking_next_gets_the_routers_next(serve):
+def test_format_handler_taking_next_gets_the_routers_next(client_for):
     app = App()
 
     @app.get("/")
@@ -32,25 +30,25 @@ def test_format_handler_taking_next_gets_the_routers_next(serve):
         res.status(200).send(f"error: {err}")
 
     app.use(on_error)
-    r = requests.get(serve(app).url + "/", headers={"Accept": "text/plain"})
+    r = client_for(app).get("/", headers={"Accept": "text/plain"})
     assert (r.status_code, r.text) == (200, "error: from format")
 
 
-def test_format_handler_next_continues_the_stack(serve):
+def test_format_handler_next_continues_the_stack(client_for):
     app = App()
     app.get("/", lambda req, res: res.format({"json": lambda req, res, next: next()}))
     app.use(lambda req, res: res.send("after"))
-    r = requests.get(serve(app).url + "/", headers={"Accept": "application/json"})
+    r = client_for(app).get("/", headers={"Accept": "application/json"})
     assert (r.status_code, r.text) == (200, "after")
 
 
-def test_format_handlers_without_next_keep_working(serve):
+def test_format_handlers_without_next_keep_working(client_for):
     app = App()
     app.get("/none", lambda req, res: res.format({"text/plain": lambda: res.send("none")}))
     app.get("/two", lambda req, res: res.format({"text/plain": lambda req, res: res.send("two")}))
-    server = serve(app)
+    client = client_for(app)
     for path in ("none", "two"):
-        r = requests.get(f"{server.url}/{path}", headers={"Accept": "text/plain"})
+        r = client.get(f"/{path}", headers={"Accept": "text/plain"})
         assert (r.status_code, r.text) == (200, path)
 
 
@@ -68,8 +66,8 @@ def test_links_list_gives_one_link_per_url_with_the_same_rel():
         seen["link"] = res.get("Link")
         res.end()
 
-    with app.run_in_thread() as server:
-        assert requests.get(server.url + "/").status_code == 200
+    with TestClient(app) as client:
+        assert client.get("/").status_code == 200
     assert seen["link"] == (
         '<http://a/?page=2>; rel="next", <http://a/?page=1>; rel="pages", '
         '<http://a/?page=2>; rel="pages", <http://a/?page=9>; rel="last"'
@@ -80,7 +78,7 @@ def test_links_list_gives_one_link_per_url_with_the_same_rel():
 
 
 def test_download_relative_path_without_root_is_taken_from_the_working_directory(
-    serve, tmp_path, monkeypatch
+    client_for, tmp_path, monkeypatch
 ):
     (tmp_path / "sub").mkdir()
     (tmp_path / "f.txt").write_text("hello")
@@ -88,65 +86,65 @@ def test_download_relative_path_without_root_is_taken_from_the_working_directory
     app = App()
     app.get("/plain", lambda req, res: res.download("f.txt"))
     app.get("/dotted", lambda req, res: res.download("sub/../f.txt", "g.txt"))
-    server = serve(app)
-    r = requests.get(server.url + "/plain")
+    client = client_for(app)
+    r = client.get("/plain")
     assert (r.status_code, r.text) == (200, "hello")
     assert r.headers["Content-Disposition"] == 'attachment; filename="f.txt"'
-    r = requests.get(server.url + "/dotted")  # resolved like Node's path.resolve
+    r = client.get("/dotted")  # resolved like Node's path.resolve
     assert (r.status_code, r.text) == (200, "hello")
     assert r.headers["Content-Disposition"] == 'attachment; filename="g.txt"'
 
 
-def test_send_file_relative_path_without_root_still_fails(serve, tmp_path, monkeypatch):
+def test_send_file_relative_path_without_root_still_fails(client_for, tmp_path, monkeypatch):
     (tmp_path / "f.txt").write_text("hello")
     monkeypatch.chdir(tmp_path)
     app = App()
     app.get("/", lambda req, res: res.send_file("f.txt"))
     app.use(lambda err, req, res, next: res.status(500).send(type(err).__name__))
-    r = requests.get(serve(app).url + "/")
+    r = client_for(app).get("/")
     assert (r.status_code, r.text) == (500, "TypeError")
 
 
-def test_app_etag_false_turns_off_the_file_etag(serve, tmp_path):
+def test_app_etag_false_turns_off_the_file_etag(client_for, tmp_path):
     (tmp_path / "f.txt").write_text("x")
     path = str(tmp_path / "f.txt")
     app = App(etag=False)
     app.get("/file", lambda req, res: res.send_file(path))
     app.get("/download", lambda req, res: res.download(path))
     app.get("/explicit", lambda req, res: res.send_file(path, etag=True))
-    server = serve(app)
+    client = client_for(app)
     for target in ("/file", "/download"):
-        r = requests.get(server.url + target)
+        r = client.get(target)
         assert r.status_code == 200 and "ETag" not in r.headers, target
-    assert "ETag" in requests.get(server.url + "/explicit").headers
+    assert "ETag" in client.get("/explicit").headers
 
 
-def test_app_etag_default_keeps_the_file_etag(serve, tmp_path):
+def test_app_etag_default_keeps_the_file_etag(client_for, tmp_path):
     (tmp_path / "f.txt").write_text("x")
     path = str(tmp_path / "f.txt")
     app = App()
     app.get("/file", lambda req, res: res.send_file(path))
     app.get("/download", lambda req, res: res.download(path))
     app.get("/explicit", lambda req, res: res.download(path, etag=False))
-    server = serve(app)
-    assert "ETag" in requests.get(server.url + "/file").headers
-    assert "ETag" in requests.get(server.url + "/download").headers
-    assert "ETag" not in requests.get(server.url + "/explicit").headers
+    client = client_for(app)
+    assert "ETag" in client.get("/file").headers
+    assert "ETag" in client.get("/download").headers
+    assert "ETag" not in client.get("/explicit").headers
 
 
 # -- cookies ------------------------------------------------------------------------------------
 
 
-def test_cookie_path_none_is_slash(serve):
+def test_cookie_path_none_is_slash(client_for):
     app = App()
     app.get("/set", lambda req, res: res.cookie("a", "b", path=None).end())
     app.get("/clear", lambda req, res: res.clear_cookie("a", path=None).end())
     app.get("/empty", lambda req, res: res.cookie("a", "b", path="").end())
-    server = serve(app)
-    assert fetch(server, "/set").header("set-cookie") == "a=b; Path=/"
-    cleared = fetch(server, "/clear").header("set-cookie")
+    client = client_for(app)
+    assert fetch(client, "/set").header("set-cookie") == "a=b; Path=/"
+    cleared = fetch(client, "/clear").header("set-cookie")
     assert cleared.startswith("a=; Path=/; Expires=Thu, 01 Jan 1970 00:00:00 GMT")
-    assert fetch(server, "/empty").header("set-cookie") == "a=b"  # as Express: "" leaves Path out
+    assert fetch(client, "/empty").header("set-cookie") == "a=b"  # as Express: "" leaves Path out
 
 
 # -- Date -------------------------------------------------------------------------------------
@@ -155,18 +153,18 @@ def test_cookie_path_none_is_slash(serve):
 DATE = "Wed, 21 Oct 2015 07:28:00 GMT"
 
 
-def test_date_set_by_the_handler_is_kept(serve):
+def test_date_set_by_the_handler_is_kept(client_for):
     app = App()
     app.get("/send", lambda req, res: res.set("Date", DATE).send("x"))
     app.get("/stream", lambda req, res: (res.set("date", DATE).write("x"), res.end()))
     app.get("/end", lambda req, res: res.set("Date", DATE).status(204).end())
-    server = serve(app)
+    client = client_for(app)
     for target in ("/send", "/stream", "/end"):
-        res = fetch(server, target)
+        res = fetch(client, target)
         assert [v for k, v in res.headers if k.lower() == "date"] == [DATE], target
 
 
-def test_date_is_added_when_the_handler_sets_none(serve):
-    server = serve(App().get("/", lambda req, res: res.send("x")))
-    dates = [v for k, v in fetch(server).headers if k.lower() == "date"]
+def test_date_is_added_when_the_handler_sets_none(client_for):
+    client = client_for(App().get("/", lambda req, res: res.send("x")))
+    dates = [v for k, v in fetch(client).headers if k.lower() == "date"]
     assert len(dates) == 1 and dates[0].endswith(" GMT") and dates[0] != DATE
