@@ -334,7 +334,7 @@ def targets_table(results: dict[tuple[str, str], Result], idle_count: int) -> st
             "-" if per_conn is None else f"{per_conn:.1f} KiB",
             per_conn is not None and per_conn <= 4,
         )
-    return table(["target (issue 7)", "this run", "met"], rows, "lll")
+    return table(["target", "this run", "met"], rows, "lll")
 
 
 def workers_table(results: dict[str, Result], duration: float) -> str:
@@ -483,7 +483,7 @@ def render(
             "",
         ]
     out += [
-        "### Targets of issue 7 (the naive floor is not counted as a peer)",
+        "### Performance targets (the naive floor is not counted as a peer)",
         "",
         targets_table(results, opts.idle_connections),
         "",
