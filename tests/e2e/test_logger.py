@@ -37,25 +37,11 @@ def access(caplog):
 
 
 def make_app(*middleware) -> App:
+    """The routes these socket tests need (the rest of the logger's tests run in tests/app)."""
     app = App()
     for fn in middleware:
         app.use(fn)
     app.get("/hello", lambda req, res: res.send("hello"))
-
-    @app.get("/declared")
-    def declared(req, res):
-        res.set("Content-Length", "10")
-        res.write("01234")
-        res.end("56789")
-
-    @app.get("/chunked")
-    def chunked(req, res):
-        res.write("part one, ")
-        res.end("part two")
-
-    @app.get("/slow")
-    def slow(req, res):
-        req.reactor.call_later(0.1, res.send, "late")
 
     @app.get("/stream-forever")
     def stream_forever(req, res):
@@ -86,10 +72,6 @@ def test_an_aborted_response_is_logged_and_marked(access):
             client.close_with_reset()
         (line,) = access(1)
     assert re.fullmatch(rf"GET /stream-forever 200 {MS} ms - - \(aborted\)", line), line
-
-
-
-
 
 
 @pytest.mark.parametrize(("head", "status"), [

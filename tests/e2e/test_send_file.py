@@ -41,74 +41,14 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def server(files: Path, serve: Callable[..., Server]) -> Server:
+    """A file sent over a real socket (sendfile); the rest of send_file's tests run in tests/app."""
     app = App()
     root = str(files)
-
-    @app.get("/abs/:name")
-    def absolute(req: Any, res: Any) -> None:
-        res.send_file(os.path.join(root, req.params["name"]))
 
     @app.get("/rooted/*path")
     def rooted(req: Any, res: Any) -> None:
         res.send_file(req.params["path"], root=root)
 
-    @app.get("/relative")
-    def relative(req: Any, res: Any) -> None:
-        res.send_file("notes.txt")  # no root: a TypeError, so a 500
-
-    @app.get("/cached/:name")
-    def cached(req: Any, res: Any) -> None:
-        res.send_file(req.params["name"], root=root, max_age=600, immutable=True,
-                      headers={"X-Extra": "yes"})
-
-    @app.get("/typed")
-    def typed(req: Any, res: Any) -> None:
-        res.type("text/plain").send_file(os.path.join(root, "data.json"))
-
-    @app.get("/callback/*path")
-    def with_callback(req: Any, res: Any) -> None:
-        def done(err: BaseException | None) -> None:
-            res.locals["done"] = err
-            if err is not None:
-                res.status(299).json({"status": getattr(err, "status", None)})
-
-        res.send_file(req.params["path"], root=root, callback=done)
-
-    @app.get("/dotfiles/:mode/:name")
-    def dotfiles(req: Any, res: Any) -> None:
-        res.send_file(req.params["name"], root=root, dotfiles=req.params["mode"])
-
-    @app.get("/links/:follow/:name")
-    def links(req: Any, res: Any) -> None:
-        follow = req.params["follow"] == "yes"
-        res.send_file(req.params["name"], root=root, follow_symlinks=follow)
-
-    @app.get("/abslink/:follow/:name")
-    def abs_links(req: Any, res: Any) -> None:
-        res.send_file(os.path.join(root, req.params["name"]),
-                      follow_symlinks=req.params["follow"] == "yes")
-
-    @app.get("/dir")
-    def directory(req: Any, res: Any) -> None:
-        res.send_file("docs", root=root, index=req.query.get("index") or None)
-
-    @app.get("/download/*path")
-    def download(req: Any, res: Any) -> None:
-        res.download(os.path.join(root, req.params["path"]), req.query.get("as"))
-
-    @app.get("/download-rooted/*path")
-    def download_rooted(req: Any, res: Any) -> None:
-        res.download(req.params["path"], root=root)
-
-    @app.get("/async/:name")
-    async def in_coroutine(req: Any, res: Any) -> None:
-        res.send_file(req.params["name"], root=root)
-
-    def on_error(err: Any, req: Any, res: Any, next_: Any) -> None:
-        status = getattr(err, "status", 500)
-        res.status(status).json({"error": status, "kind": type(err).__name__})
-
-    app.use(on_error)
     return serve(app)
 
 
