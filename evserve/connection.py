@@ -37,7 +37,8 @@ from __future__ import annotations
 import enum
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
+from types import CoroutineType
 from typing import TYPE_CHECKING, Any, Protocol
 
 from evserve.config import Config
@@ -45,6 +46,7 @@ from evserve.errors import ParseError
 from evserve.exchange import Exchange, Handler, as_handler, plain_error
 from evserve.headers import Headers
 from evserve.parser import BodyChunk, EndOfMessage, RequestHead, RequestParser
+from evserve.tasks import Future, run_coroutine
 from evserve.writer import serialize_head
 
 if TYPE_CHECKING:
@@ -393,13 +395,38 @@ class Connection:
         self.deadline = self._handler_deadline()
         exchange = self._exchange = Exchange(self, head, raw_body, head.keep_alive and not self.stopping)
         try:
-            self.handler.handle_exchange(exchange)
+            result = self.handler.handle_exchange(exchange)
+            if result is not None and type(result) is CoroutineType:
+                self._drive(result, exchange)
         except Exception:
             app_log.exception("unhandled error in handler %r", self.handler)
             self._handler_failed(exchange)
         if self._exchange is exchange and self.state is _HANDLED:
             # Answered later: stop reading until it is (pipelined bytes wait in the parser).
             self.transport.pause_reading()
+
+    def _drive(self, coro: Coroutine[Any, Any, Any], exchange: Exchange) -> None:
+        """Run the coroutine an ``async def`` handler returned on this connection's reactor;
+        its error, now or later, is the handler's (a 500, or the response cut short).
+
+        Raises:
+            Exception: the coroutine's error when it fails before its first suspension.
+        """
+        task = run_coroutine(coro, self.reactor)
+        if task.done():
+            error = task.exception()
+            if error is not None:
+                raise error
+            return
+
+        def finished(task: Future[Any]) -> None:
+            error = task.exception()
+            if error is not None:
+                app_log.error("unhandled error in handler %r", self.handler,
+                              exc_info=(type(error), error, error.__traceback__))
+                self._handler_failed(exchange)
+
+        task.add_done_callback(finished)
 
     def _handler_failed(self, exchange: Exchange) -> None:
         """The handler raised: a 500 if nothing was sent, else the response is cut short."""
@@ -526,7 +553,9 @@ class Connection:
         exchange = self._exchange = Exchange(self, head, b"", False)
         try:
             if known:
-                self.handler.refuse_exchange(exchange, status, reason)
+                result = self.handler.refuse_exchange(exchange, status, reason)
+                if result is not None and type(result) is CoroutineType:
+                    self._drive(result, exchange)
             else:
                 plain_error(exchange, status, reason)
         except Exception:

@@ -17,9 +17,11 @@ Answering, in order::
 
 Framing (Content-Length, chunked, close-delimited, no body for HEAD/1xx/204/304) is not the
 handler's to write: ``writer.frame_response`` decides it from the request and the status, and the
-exchange writes what it says. Header lines given as ``(name, value)`` pairs are validated; a
-``str`` block (``"Name: value\\r\\n"`` lines) is taken as already validated, for a framework
-that validated each value when it was set.
+exchange writes what it says. Header lines are ``(name, value)`` pairs, each validated; a
+framework that validated every value when it was set (``Response`` does) may pass its lines
+formatted instead, as ``validated_lines=``, which are written as they are. Bodies are bytes-like
+(``bytes``, ``bytearray``, ``memoryview``); anything else raises ``TypeError`` before a byte is
+written.
 
 Guarantees to the handler: once the response is complete (``state`` DONE) or the connection is
 gone (LOST), further answers are ignored, never raised (``ExchangeStateError`` is raised only for
@@ -31,6 +33,7 @@ from __future__ import annotations
 
 import enum
 import inspect
+import io
 import logging
 import time
 from collections.abc import Callable, Iterable
@@ -56,6 +59,7 @@ if TYPE_CHECKING:
     from evserve.reactor import Reactor
 
 __all__ = [
+    "BytesLike",
     "Exchange",
     "FunctionHandler",
     "Handler",
@@ -68,8 +72,9 @@ __all__ = [
 
 log = logging.getLogger("evserve.exchange")
 
-# Header lines: validated (name, value) pairs, or an already validated "Name: value\r\n" block.
-HeaderLines = str | Iterable[tuple[str, str]]
+# Header lines: (name, value) pairs, validated by the exchange.
+HeaderLines = Iterable[tuple[str, str]]
+BytesLike = bytes | bytearray | memoryview
 
 
 class ResponseState(enum.IntEnum):
@@ -192,33 +197,40 @@ class Exchange:
         self,
         status: int,
         headers: HeaderLines = (),
-        body: bytes = b"",
+        body: BytesLike = b"",
         *,
         reason: str | None = None,
         add_date: bool = True,
+        validated_lines: str | None = None,
     ) -> None:
         """Send a whole response: head and ``body`` (framed by Content-Length) at once.
 
-        For a response that may carry no body (HEAD, 1xx, 204, 304) the body is not sent; a
-        HEAD response states its length. ``add_date`` adds a Date line (pairs that include a
-        Date turn it off).
+        For a response that may carry no body (HEAD, 1xx, 204, 205, 304) the body is not sent;
+        a HEAD response states its length. ``add_date`` adds a Date line (pairs that include a
+        Date turn it off). ``validated_lines``, when given, replaces ``headers``: header lines
+        already formatted as ``"Name: value\\r\\n"`` and validated by the caller (token
+        names, values without CR, LF or other controls, no Content-Length, Transfer-Encoding
+        or Connection line), written as they are.
 
         Raises:
             ResponseStateError: a streamed response was started and not ended.
             ValueError: an invalid header, status or reason; a framing header among the pairs
                 (Content-Length, Transfer-Encoding: the writer sets those).
+            TypeError: ``body`` is not bytes-like.
         """
         if self.state is not _FRESH and not self._check_fresh():
             return
         if status < 200:
             raise ValueError(f"{status} is not a final status: use inform() or upgrade()")
+        if type(body) is not bytes:
+            body = _as_bytes(body, "respond")
         head = self.head
-        if not isinstance(headers, str):
-            headers, add_date = self._header_block(headers, add_date)
+        if validated_lines is None:
+            validated_lines, add_date = self._header_block(headers, add_date)
         framing, lines, self.keep_alive = frame_response(
             head.method, head.http_version, status, len(body), self.keep_alive)
         date = _date_line() if add_date else ""
-        data = f"{status_line(status, reason)}{headers}{date}{lines}\r\n".encode("latin-1")
+        data = f"{status_line(status, reason)}{validated_lines}{date}{lines}\r\n".encode("latin-1")
         self.state = _DONE
         transport = self._conn.transport
         if framing is _NO_BODY or not body:
@@ -238,6 +250,7 @@ class Exchange:
         content_length: int | None = None,
         reason: str | None = None,
         add_date: bool = True,
+        validated_lines: str | None = None,
     ) -> bool:
         """Send the head of a response whose body follows through ``write``/``send_file``.
 
@@ -245,23 +258,30 @@ class Exchange:
         the connection for an HTTP/1.0 one. Returns whether a body may follow: for HEAD, 1xx,
         204 and 304 the head is the whole response, and the exchange is DONE on return.
 
+        ``validated_lines`` is as for ``respond``.
+
         Raises:
             ResponseStateError: a response was already started.
             ValueError: as for ``respond``, and for a negative ``content_length``.
+            TypeError: ``content_length`` is not an int.
         """
         if not self._check_fresh():
             return False
         if status < 200:
             raise ValueError(f"{status} is not a final status: use inform() or upgrade()")
-        if content_length is not None and content_length < 0:
-            raise ValueError(f"content_length must be >= 0, not {content_length}")
+        if content_length is not None:
+            if type(content_length) is not int:
+                raise TypeError(f"content_length must be an int, not {content_length!r}")
+            if content_length < 0:
+                raise ValueError(f"content_length must be >= 0, not {content_length}")
         head = self.head
-        if not isinstance(headers, str):
-            headers, add_date = self._header_block(headers, add_date)
+        if validated_lines is None:
+            validated_lines, add_date = self._header_block(headers, add_date)
         framing, lines, self.keep_alive = frame_response(
             head.method, head.http_version, status, content_length, self.keep_alive)
         date = _date_line() if add_date else ""
-        self._conn.transport.write(f"{status_line(status, reason)}{headers}{date}{lines}\r\n".encode("latin-1"))
+        self._conn.transport.write(
+            f"{status_line(status, reason)}{validated_lines}{date}{lines}\r\n".encode("latin-1"))
         if framing is _NO_BODY:
             self.state = _DONE
             self._conn.response_complete(self)
@@ -272,13 +292,17 @@ class Exchange:
         self.state = _STREAMING
         return True
 
-    def write(self, data: bytes) -> bool:
+    def write(self, data: BytesLike) -> bool:
         """Send a piece of the body; returns False when the writer should wait for
         ``on_drained`` (output above the high-water mark) or stop (the exchange is over).
 
         Raises:
             ResponseStateError: no response was started.
+            TypeError: ``data`` is not bytes-like.
+            ValueError: ``data`` would pass the declared ``content_length``.
         """
+        if type(data) is not bytes:
+            data = _as_bytes(data, "write")
         state = self.state
         if state is not _STREAMING:
             if state is _FRESH:
@@ -297,8 +321,17 @@ class Exchange:
 
         Raises:
             ResponseStateError: no response was started.
+            TypeError: ``file`` is open in text mode.
+            ValueError: a negative ``offset`` or ``count``, or ``count`` bytes would pass the
+                declared ``content_length``.
         """
-        if self.state is not _STREAMING or count <= 0:
+        if isinstance(file, io.TextIOBase):
+            file.close()
+            raise TypeError("send_file() needs a file opened in binary mode ('rb')")
+        if offset < 0 or count < 0:
+            file.close()
+            raise ValueError(f"send_file() needs offset >= 0 and count >= 0, not {offset}, {count}")
+        if self.state is not _STREAMING or count == 0:
             file.close()
             if self.state is _FRESH:
                 raise ResponseStateError("send_file() before start_response()")
@@ -317,12 +350,17 @@ class Exchange:
         else:
             transport.send_file(file, offset, count)
 
-    def end(self, data: bytes = b"") -> None:
+    def end(self, data: BytesLike = b"") -> None:
         """Send ``data`` last and complete the streamed response (ignored once over).
 
         Raises:
             ResponseStateError: no response was started.
+            TypeError: ``data`` is not bytes-like.
+            ValueError: the body would pass, or falls short of, the declared
+                ``content_length`` (the connection is aborted for a short one).
         """
+        if type(data) is not bytes:
+            data = _as_bytes(data, "end")
         state = self.state
         if state is not _STREAMING:
             if state is _FRESH:
@@ -349,17 +387,28 @@ class Exchange:
     def inform(self, status: int, headers: Iterable[tuple[str, str]] = ()) -> None:
         """Send an interim 1xx response (103 Early Hints, 100 Continue) before the final one.
 
+        Not sent to an HTTP/1.0 client (RFC 9110 section 15.2), nor a 100 when the connection
+        already answered the request's ``Expect: 100-continue``.
+
         Raises:
-            ValueError: ``status`` is not 100-199, or is 101 (use ``upgrade``); bad headers.
+            ValueError: ``status`` is not 100-199, or is 101 (use ``upgrade``); bad headers, or
+                a framing header (Content-Length, Transfer-Encoding, Connection).
+            ResponseStateError: the final response was already started.
         """
         if not 100 <= status <= 199 or status == 101:
             raise ValueError(f"inform() takes an interim status 100-199 other than 101, not {status}")
         lines = list(headers)
         for name, value in lines:
             _check_bodyless_line(name, value)
-        # RFC 9110 section 15.2: no 1xx to an HTTP/1.0 client, which would take it as final.
-        if self.state is _FRESH and self.head.http_version == "1.1":
-            self._conn.transport.write(serialize_head(status, lines))
+            if name.lower() == "connection":
+                raise ValueError("a 1xx response carries no Connection header")
+        state = self.state
+        if state is _STREAMING:
+            raise ResponseStateError("inform() after the final response was started")
+        head = self.head
+        if state is not _FRESH or head.http_version != "1.1" or (status == 100 and head.expect_continue):
+            return
+        self._conn.transport.write(serialize_head(status, lines))
 
     def upgrade(self, protocol: SwitchedProtocol, headers: Iterable[tuple[str, str]] = ()) -> None:
         """Answer 101 Switching Protocols and hand the connection to ``protocol``.
@@ -434,7 +483,7 @@ class Exchange:
                              f"({self._remaining} bytes left): nothing sent")
         self._remaining -= size
 
-    def _header_block(self, headers: Iterable[tuple[str, str]], add_date: bool) -> tuple[str, bool]:
+    def _header_block(self, headers: HeaderLines, add_date: bool) -> tuple[str, bool]:
         """The pairs as one validated, CRLF-ended block, and whether a Date must still be added."""
         parts: list[str] = []
         for name, value in headers:
@@ -454,6 +503,16 @@ class Exchange:
 
     def __repr__(self) -> str:
         return f"<Exchange {self.head.method} {self.head.target} {self.state.name}>"
+
+
+def _as_bytes(data: object, what: str) -> bytes:
+    """A body piece as bytes: ``bytearray`` and ``memoryview`` are copied (a view of wider
+    items counts its bytes, not its items); anything else is a mistake."""
+    if isinstance(data, (bytearray, memoryview)):
+        return bytes(data)
+    if isinstance(data, bytes):  # a bytes subclass
+        return bytes(data)
+    raise TypeError(f"{what}() takes bytes, bytearray or memoryview, not {type(data).__name__}")
 
 
 def _check_bodyless_line(name: str, value: str) -> None:
@@ -502,8 +561,9 @@ class Handler(Protocol):
 
     ``handle_exchange`` is called once per request, when its body has arrived; the handler
     answers through the exchange then or later (from a timer, a coroutine, or another thread
-    through ``reactor.call_soon_threadsafe``). An exception it raises answers 500 (or cuts a
-    response already started) and is logged. ``refuse_exchange`` is called instead for a
+    through ``reactor.call_soon_threadsafe``). A coroutine it returns (an ``async def``
+    handler) is run on the connection's reactor. An exception it raises, now or from that
+    coroutine, answers 500 (or cuts a response already started) and is logged. ``refuse_exchange`` is called instead for a
     request the server refuses after reading its head (413 body too large, 408 body timeout,
     417, 501...): the handler renders the error page its own way (an ``App`` through its
     error middleware); the connection closes after it.

@@ -36,10 +36,11 @@ class ExpressHandler:
     def __init__(self, fn: Callable[[Request, Response], object]) -> None:
         self.fn = fn
 
-    def handle_exchange(self, exchange: Exchange) -> None:
-        """Build the request and response, then call the function."""
+    def handle_exchange(self, exchange: Exchange) -> object:
+        """Build the request and response, then call the function (an ``async def`` one's
+        coroutine is returned, for the connection to run)."""
         req, res = request_pair(exchange)
-        self.fn(req, res)
+        return self.fn(req, res)
 
     def refuse_exchange(self, exchange: Exchange, status: int, reason: str) -> None:
         """Render the refusal through the function's ``render_protocol_error`` if it has

@@ -559,8 +559,8 @@ class Response:
         if exchange is not None:
             if "connection" in headers:
                 self._honour_connection_header()
-            exchange.respond(status, self._header_block(), data, reason=self._reason,
-                             add_date="date" not in headers)
+            exchange.respond(status, (), data, reason=self._reason, add_date="date" not in headers,
+                             validated_lines=self._header_block())
         self._finished()
 
     def _honour_connection_header(self) -> None:
@@ -647,8 +647,8 @@ class Response:
         exchange = self._exchange
         if exchange is not None:
             takes_body = exchange.start_response(
-                self.status_code, self._header_block(), content_length=content_length,
-                reason=self._reason, add_date="date" not in headers)
+                self.status_code, content_length=content_length, reason=self._reason,
+                add_date="date" not in headers, validated_lines=self._header_block())
         else:
             takes_body = body_allowed(self.req.method, self.status_code)
         if not takes_body:
@@ -739,8 +739,8 @@ class Response:
                 self._headers["content-length"] = ("Content-Length", str(len(payload)))
             exchange = self._exchange
             if exchange is not None:
-                exchange.respond(status, self._header_block(), payload, reason=self._reason,
-                                 add_date="date" not in self._headers)
+                exchange.respond(status, (), payload, reason=self._reason,
+                                 add_date="date" not in self._headers, validated_lines=self._header_block())
             self._finished()
             return
         self._state = _DONE

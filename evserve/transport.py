@@ -315,7 +315,16 @@ class SocketTransport:
     # -- writing --------------------------------------------------------------------------
 
     def write(self, data: bytes) -> None:
-        """Queue ``data`` for sending; tries to send at once when nothing is queued."""
+        """Queue ``data`` for sending; tries to send at once when nothing is queued.
+
+        Raises:
+            TypeError: ``data`` is not bytes (a ``bytearray`` or ``memoryview`` is copied), so
+                that nothing else can sit in the queue and fail it later.
+        """
+        if type(data) is not bytes:
+            if not isinstance(data, (bytes, bytearray, memoryview)):
+                raise TypeError(f"a transport sends bytes, not {type(data).__name__}")
+            data = bytes(data)
         if self._sock is None or self._closing or not data:
             return
         corked = self._corked

@@ -47,6 +47,7 @@ ParamsArg = Mapping[str, Any] | Iterable[tuple[str, Any]] | str | None
 DataArg = bytes | bytearray | memoryview | str | Mapping[str, Any] | Iterable[tuple[str, Any]] | None
 
 DEFAULT_TIMEOUT = 10.0  # seconds a request may take before ResponseTimeout
+DEFAULT_MAX_RESPONSE_SIZE = 1 << 28  # bytes of one response (256 MiB) before ClientError
 MAX_REDIRECTS = 20  # redirects followed for one request before ClientError
 RECV_SIZE = 65536  # request bytes are delivered in pieces of this size, as a socket reads them
 MAX_WAIT = 1.0  # seconds one turn of the reactor may wait while nothing is due
@@ -116,11 +117,14 @@ class TestClient:
         follow_redirects: follow 3xx responses with a Location (each request may say otherwise).
         client_address: the ``(host, port)`` the connections come from (``req.ip``); each new
             connection takes the next port.
+        max_response_size: the most bytes one response may have before ``ClientError`` (the
+            client reads as fast as the server writes, so an endless stream must stop somewhere).
         **config: server settings (``evserve.config.Config``: ``max_body_size``,
             ``handler_timeout``, ``keepalive_timeout``, ...).
 
     Raises:
-        TypeError: an unknown server setting, or an ``app`` that cannot be served.
+        TypeError: an unknown server setting, ``workers`` other than 1 (nothing forks here), or
+            an ``app`` that cannot be served.
         ValueError: a setting out of range, or a ``base_url`` that is no http(s) URL.
     """
 
@@ -136,11 +140,16 @@ class TestClient:
         timeout: float | None = DEFAULT_TIMEOUT,
         follow_redirects: bool = False,
         client_address: tuple[str, int] = ("127.0.0.1", 50000),
+        max_response_size: int = DEFAULT_MAX_RESPONSE_SIZE,
         **config: Any,
     ) -> None:
         self.app = app
         self._handler = as_handler(app)
         self.config = Config.from_kwargs(**config)
+        if self.config.workers != 1:
+            raise TypeError(f"workers={self.config.workers} cannot be honoured by the test client, "
+                            "which serves in this process")
+        self.max_response_size = max_response_size
         parts = urlsplit(base_url)
         if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
             raise ValueError(f"base_url must be an http:// or https:// URL without query, not {base_url!r}")
@@ -493,10 +502,15 @@ class TestClient:
         conn = session.conn
         transport = session.transport
         deadline = _INF if timeout is None else reactor.time() + timeout
+        session.received = 0  # (counted per response, for the error messages)
         while True:
             data = transport.take()
             if data:
                 session.received += len(data)
+                if session.received > self.max_response_size:
+                    self._drop_session()
+                    raise ClientError(f"{what}: the response passed max_response_size "
+                                      f"({self.max_response_size} bytes); connection dropped")
                 sink(data)
             result = poll()
             if result is not None:

@@ -69,7 +69,13 @@ class MemoryTransport:
     # -- the Transport protocol ----------------------------------------------------------------
 
     def write(self, data: bytes) -> None:
-        """Queue ``data`` for the client (dropped once closing)."""
+        """Queue ``data`` for the client (dropped once closing).
+
+        Raises:
+            TypeError: ``data`` is not bytes-like, as a socket transport refuses it.
+        """
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            raise TypeError(f"a transport sends bytes, not {type(data).__name__}")
         if data and not self.closing and not self.closed:
             self._out += data
 
