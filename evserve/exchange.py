@@ -134,8 +134,8 @@ class Exchange:
         self.body = body
         self.keep_alive = keep_alive
         self.state = _FRESH
-        self._chunked = False
-        self._remaining = -1  # body bytes still owed under a declared length (-1: not counted)
+        # _chunked and _remaining (body bytes still owed under a declared length, -1 when not
+        # counted) are set by start_response: only a STREAMING exchange reads them.
         self.on_drained: Callable[[], object] | None = None
         self.on_lost: Callable[[], object] | None = None
         self.on_taken_over: Callable[[int], object] | None = None
@@ -287,8 +287,7 @@ class Exchange:
             self._conn.response_complete(self)
             return False
         self._chunked = framing is _CHUNKED
-        if framing is _LENGTH:
-            self._remaining = content_length  # type: ignore[assignment]
+        self._remaining: int = content_length if content_length is not None and framing is _LENGTH else -1
         self.state = _STREAMING
         return True
 

@@ -16,12 +16,17 @@ class Headers(Mapping[str, str]):
     gives each line's value separately; ``items()`` yields every ``(name, value)`` line in
     received order. Lookups ignore case.
 
-    A ``Headers`` cannot be changed once built (no method changes it, and what its methods
-    return is either a copy or immutable), so one may be shared by requests whose heads are the
-    same, and handlers may keep it.
+    A ``Headers`` cannot be changed once built (its attributes cannot be set, no method changes
+    it, and what its methods return is either a copy or immutable), so one may be shared by
+    requests whose heads are the same, and handlers may keep it.
+
+    Attributes:
+        lowered: the values by lowercase name, read-only: ``get`` and ``in`` without the case
+            folding, for a caller that already holds a lowercase name
+            (``"content-length" in h.lowered``); a name with an uppercase letter is never found.
     """
 
-    __slots__ = ("_index", "_items")
+    __slots__ = ("_items", "lowered")
 
     def __init__(
         self,
@@ -35,8 +40,8 @@ class Headers(Mapping[str, str]):
         must not change ``index`` afterwards (it is kept, behind a read-only view, not copied).
         """
         if index is not None:
-            self._items: tuple[tuple[str, str], ...] = items if type(items) is tuple else tuple(items)
-            self._index: Mapping[str, str] = index if type(index) is MappingProxyType else MappingProxyType(index)
+            _set_items(self, items if type(items) is tuple else tuple(items))
+            _set_lowered(self, index if type(index) is MappingProxyType else MappingProxyType(index))
             return
         pairs = tuple((str(n).lower(), str(v)) for n, v in items)
         joined: dict[str, str] = {}
@@ -46,15 +51,24 @@ class Headers(Mapping[str, str]):
                 joined[name] = value
             else:
                 joined[name] = f"{old}; {value}" if name == "cookie" else f"{old}, {value}"
-        self._items = pairs
-        self._index = MappingProxyType(joined)
+        _set_items(self, pairs)
+        _set_lowered(self, MappingProxyType(joined))
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"Headers cannot be changed (setting {name!r})")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"Headers cannot be changed (deleting {name!r})")
+
+    _items: tuple[tuple[str, str], ...]
+    lowered: Mapping[str, str]
 
     def __getitem__(self, name: str) -> str:
-        return self._index[name.lower()]
+        return self.lowered[name.lower()]
 
     def get(self, name: str, default: str | None = None) -> str | None:  # type: ignore[override]
         """Return the value of ``name`` (repeated lines joined by ``", "``), or ``default``."""
-        return self._index.get(name.lower(), default)
+        return self.lowered.get(name.lower(), default)
 
     def get_all(self, name: str) -> list[str]:
         """Return the value of every line named ``name``, in received order (empty if none)."""
@@ -62,22 +76,14 @@ class Headers(Mapping[str, str]):
         return [v for n, v in self._items if n == key]
 
     def __contains__(self, name: object) -> bool:
-        return isinstance(name, str) and name.lower() in self._index
+        return isinstance(name, str) and name.lower() in self.lowered
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self._index)
+        return iter(self.lowered)
 
     def __len__(self) -> int:
-        return len(self._index)
+        return len(self.lowered)
 
-    @property
-    def lowered(self) -> Mapping[str, str]:
-        """The values by lowercase name, read-only: ``get`` and ``in`` without the case folding.
-
-        For a caller that already holds a lowercase name (``"content-length" in h.lowered``);
-        a name with an uppercase letter is never found here.
-        """
-        return self._index
 
     def items(self) -> list[tuple[str, str]]:  # type: ignore[override]
         """Return every ``(name, value)`` line in received order (names lowercased)."""
@@ -94,7 +100,12 @@ class Headers(Mapping[str, str]):
         if isinstance(other, Headers):
             return self._items == other._items
         if isinstance(other, Mapping):
-            return dict(self._index) == {str(k).lower(): v for k, v in other.items()}
+            return dict(self.lowered) == {str(k).lower(): v for k, v in other.items()}
         return NotImplemented
 
     __hash__ = None  # type: ignore[assignment]
+
+
+# The slots are filled through their descriptors, past __setattr__ (which refuses every change).
+_set_items = Headers.__dict__["_items"].__set__
+_set_lowered = Headers.__dict__["lowered"].__set__

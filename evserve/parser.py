@@ -63,14 +63,17 @@ MAX_CHUNK_OVERHEAD = 16384
 # _CACHED_HEAD_SIZE bytes are looked up, and one is kept only from its second sighting among
 # the last _SEEN_MAX heads (by hash): a head that never repeats, as most real ones (cookies,
 # paths), costs a copy and two lookups (about 0.5 us), is not kept, and pushes out no head that
-# repeats. Nothing is kept per connection, so an idle one holds no head. The table is cleared
-# when full, so it stays bounded. Each entry keeps the limits the head needs, so a parser with
-# smaller limits never takes a head it would have refused: (head, target, header bytes, header
-# lines, content length). Heads are immutable: sharing one shares no state between requests.
+# repeats. A parser remembers the entry it used last (a reference to the shared one, so an idle
+# connection holds no head of its own) and takes a head that repeats it without a lookup. The
+# table is cleared when full, so it stays bounded. Each entry keeps the limits the head needs, so
+# a parser with smaller limits never takes a head it would have refused. Heads are immutable:
+# sharing one shares no state between requests.
 _CACHED_HEAD_SIZE = 1024
 _SHARED_HEADS_MAX = 256
+# (head, target, header bytes, header lines, content length, the head's bytes: the table's key)
+_SharedHead = tuple["RequestHead", int, int, int, int, bytes]
 _SEEN_MAX = 256
-_SHARED_HEADS: dict[bytes, tuple[RequestHead, int, int, int, int]] = {}
+_SHARED_HEADS: dict[bytes, _SharedHead] = {}
 _SEEN: set[int] = set()
 
 
@@ -190,6 +193,7 @@ class RequestParser:
         "_error",
         "_extensions",
         "_keep_alive",
+        "_last_entry",
         "_overhead",
         "_pos",
         "_received",
@@ -228,6 +232,7 @@ class RequestParser:
         self._eof = False
         self._error: ParseError | None = None
         self._valid_host: str | None = None
+        self._last_entry: _SharedHead | None = None  # the shared entry this parser last used
 
     # -- input ----------------------------------------------------------------------------
 
@@ -331,7 +336,12 @@ class RequestParser:
             if state is _HEAD:
                 return self._parse_head()
             if state is _END:
-                return self._end_message(EndOfMessage())
+                self._state = _HEAD if self._keep_alive else _DONE
+                if self._pos >= len(self._buf):
+                    # Nothing pipelined behind: an idle connection's parser keeps no bytes.
+                    self._buf = b""
+                    self._pos = self._scan = 0
+                return EndOfMessage()
             if state is _BODY:
                 return self._parse_data()
             if state is _CHUNK_SIZE or state is _CHUNK_DATA or state is _CHUNK_END:
@@ -369,6 +379,12 @@ class RequestParser:
                 raise ParseError(400, "connection closed in the middle of a request head")
             self._check_partial_head(buf, pos)
             return None
+        last = self._last_entry
+        if last is not None and end - pos == len(last[5]) and buf.startswith(last[5], pos):
+            # The head this connection sent last, again (a keep-alive client repeating itself):
+            # its shared entry was checked against this parser's limits when it was taken.
+            self._pos = self._scan = end + 4
+            return self._start_body(last[0])
         raw: bytes | None = None
         if end - pos <= _CACHED_HEAD_SIZE:
             raw = bytes(buf[pos:end])
@@ -377,6 +393,7 @@ class RequestParser:
                     and shared[2] <= self.max_header_size and shared[3] <= self.max_headers \
                     and shared[4] <= self.max_body_size:
                 self._pos = self._scan = end + 4
+                self._last_entry = shared
                 return self._start_body(shared[0])
         line_end = buf.find(b"\r\n", pos)
         if line_end - pos > self.max_target_size + 64:
@@ -489,8 +506,9 @@ class RequestParser:
             if seen in _SEEN:
                 if len(_SHARED_HEADS) >= _SHARED_HEADS_MAX:
                     _SHARED_HEADS.clear()
-                _SHARED_HEADS[raw] = (result, max(len(target), line_end - pos - 64), end - line_end,
-                                      len(items), content_length or 0)
+                entry = (result, max(len(target), line_end - pos - 64), end - line_end,
+                         len(items), content_length or 0, raw)
+                _SHARED_HEADS[raw] = self._last_entry = entry
             else:
                 if len(_SEEN) >= _SEEN_MAX:
                     _SEEN.clear()

@@ -535,7 +535,8 @@ class Response:
         self.send(text)
 
     def _send_bytes(self, data: bytes, *, etag: bool) -> None:
-        self._check_final()
+        if self.status_code < 200:
+            self._check_final()
         headers = self._headers
         req = self.req
         status = self.status_code
@@ -629,7 +630,8 @@ class Response:
                              "interim, not a final response")
 
     def _start_stream(self, content_length: int | None = None, *, default_type: bool = True) -> None:
-        self._check_final()
+        if self.status_code < 200:
+            self._check_final()
         headers = self._headers
         if self.status_code == 204 or self.status_code == 304:
             # No content, so nothing to describe (as for a whole 204/304, see _send_bytes).
@@ -720,7 +722,8 @@ class Response:
             return
         payload = b"" if data is None else _body_bytes(data, "end")
         if self._state is _FRESH:
-            self._check_final()
+            if self.status_code < 200:
+                self._check_final()
             self._state = _DONE
             if "connection" in self._headers:
                 self._honour_connection_header()

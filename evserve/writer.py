@@ -22,6 +22,7 @@ from evserve.status import REASONS
 
 __all__ = [
     "LAST_CHUNK",
+    "NO_CONTENT_STATUSES",
     "Framing",
     "ResponseWriter",
     "body_allowed",
@@ -76,10 +77,16 @@ def validate_reason(reason: str) -> None:
         raise ValueError(f"invalid character in reason phrase {reason!r}")
 
 
+# Statuses whose responses carry no content (RFC 9110 sections 15.2, 15.3.5, 15.3.6, 15.4.5);
+# nor does any response to HEAD (section 9.3.2). The one statement of the rule: body_allowed and
+# frame_response read it.
+NO_CONTENT_STATUSES = frozenset({*range(100, 200), 204, 205, 304})
+
+
 def body_allowed(method: str, status: int) -> bool:
     """Whether a response with ``status`` to a ``method`` request may carry a body (not for
-    HEAD, 1xx, 204, 205 or 304: RFC 9110 sections 9.3.2, 15.2, 15.3.5, 15.3.6, 15.4.5)."""
-    return not (method == "HEAD" or status < 200 or status == 204 or status == 205 or status == 304)
+    HEAD, 1xx, 204, 205 or 304)."""
+    return method != "HEAD" and status not in NO_CONTENT_STATUSES
 
 
 class Framing(enum.IntEnum):
@@ -119,7 +126,7 @@ def frame_response(
         what a GET would have carried (RFC 9110 section 8.6), except a 304, which describes no
         body, 1xx and 204, which may not carry the field at all, and 205, whose length is 0.
     """
-    if not body_allowed(method, status):
+    if method == "HEAD" or status in NO_CONTENT_STATUSES:  # as body_allowed says
         framing = _NO_BODY
         if status == 205:
             # RFC 9110 section 15.3.6: no content, said with a zero length so that the
