@@ -61,6 +61,7 @@ if TYPE_CHECKING:
 __all__ = [
     "BytesLike",
     "Exchange",
+    "ExchangeListener",
     "FunctionHandler",
     "Handler",
     "HeaderLines",
@@ -108,6 +109,10 @@ class Exchange:
         state: the response's ``ResponseState``.
         keep_alive: whether the connection may carry another request after this one; the
             request decides it, ``close_after()`` and the framing can only turn it off.
+        listener: an object told of the same events as the three hooks below, through its
+            ``exchange_drained()``, ``exchange_lost()`` and ``exchange_taken_over(status)``
+            (see ``ExchangeListener``): how a framework follows every exchange without making
+            three callables per request. Let go of once the exchange is over.
         on_drained: called (no arguments) when unsent output falls back below the low-water
             mark while a body is being streamed; set by the handler.
         on_lost: called once if the connection goes away before the response is complete.
@@ -122,6 +127,7 @@ class Exchange:
         "body",
         "head",
         "keep_alive",
+        "listener",
         "on_drained",
         "on_lost",
         "on_taken_over",
@@ -136,6 +142,7 @@ class Exchange:
         self.state = _FRESH
         # _chunked and _remaining (body bytes still owed under a declared length, -1 when not
         # counted) are set by start_response: only a STREAMING exchange reads them.
+        self.listener: ExchangeListener | None = None
         self.on_drained: Callable[[], object] | None = None
         self.on_lost: Callable[[], object] | None = None
         self.on_taken_over: Callable[[int], object] | None = None
@@ -232,6 +239,7 @@ class Exchange:
         date = _date_line() if add_date else ""
         data = f"{status_line(status, reason)}{validated_lines}{date}{lines}\r\n".encode("latin-1")
         self.state = _DONE
+        self._let_go()
         transport = self._conn.transport
         if framing is _NO_BODY or not body:
             transport.write(data)
@@ -284,6 +292,7 @@ class Exchange:
             f"{status_line(status, reason)}{validated_lines}{date}{lines}\r\n".encode("latin-1"))
         if framing is _NO_BODY:
             self.state = _DONE
+            self._let_go()
             self._conn.response_complete(self)
             return False
         self._chunked = framing is _CHUNKED
@@ -381,6 +390,7 @@ class Exchange:
         elif data:
             transport.write(data)
         self.state = _DONE
+        self._let_go()
         self._conn.response_complete(self)
 
     def inform(self, status: int, headers: Iterable[tuple[str, str]] = ()) -> None:
@@ -431,6 +441,7 @@ class Exchange:
             _check_bodyless_line(name, value)
         self._conn.transport.write(serialize_head(101, lines))
         self.state = _DONE
+        self._let_go()
         self._conn.switch_protocol(self, protocol)
 
     def close_after(self) -> None:
@@ -446,19 +457,28 @@ class Exchange:
     # -- called by the connection ----------------------------------------------------------------
 
     def connection_lost(self) -> None:
-        """The connection went away before the response was complete: ``on_lost`` is told."""
+        """The connection went away before the response was complete: the listener and
+        ``on_lost`` are told."""
         if self.state is _DONE or self.state is _LOST:
             return
         self.state = _LOST
+        listener = self.listener
         callback = self.on_lost
+        self._let_go()
+        if listener is not None:
+            listener.exchange_lost()
         if callback is not None:
-            self.on_lost = None
             callback()
 
     def drained(self) -> None:
-        """Unsent output fell below the low-water mark: ``on_drained`` is told."""
+        """Unsent output fell below the low-water mark: the listener and ``on_drained`` are
+        told."""
+        if self.state is not _STREAMING:
+            return
+        if self.listener is not None:
+            self.listener.exchange_drained()
         callback = self.on_drained
-        if callback is not None and self.state is _STREAMING:
+        if callback is not None:
             callback()
 
     def take_over(self, status: int, reason: str) -> None:
@@ -467,13 +487,20 @@ class Exchange:
         are ignored."""
         if self.state is not _FRESH:
             return
-        plain_error(self, status, reason)
+        listener = self.listener
         callback = self.on_taken_over
+        plain_error(self, status, reason)
+        if listener is not None:
+            listener.exchange_taken_over(status)
         if callback is not None:
-            self.on_taken_over = None
             callback(status)
 
     # -- helpers ---------------------------------------------------------------------------------
+
+    def _let_go(self) -> None:
+        """Drop the listener and hooks once the exchange is over: nothing more is told, and the
+        handler's objects are not kept alive by (nor in a cycle with) the exchange."""
+        self.listener = self.on_drained = self.on_lost = self.on_taken_over = None
 
     def _count(self, size: int) -> None:
         """Count ``size`` body bytes against the declared length; refuse what would pass it."""
@@ -552,6 +579,19 @@ def _date_line() -> str:
 
 
 # -- handlers ------------------------------------------------------------------------------------
+
+
+class ExchangeListener(Protocol):
+    """What a framework gives ``Exchange.listener`` to follow an exchange (a ``Response`` is one)."""
+
+    def exchange_drained(self) -> object:
+        """Unsent output fell back below the low-water mark while the body streams."""
+
+    def exchange_lost(self) -> object:
+        """The connection went away before the response was complete."""
+
+    def exchange_taken_over(self, status: int) -> object:
+        """The server answered in the handler's place with ``status``."""
 
 
 @runtime_checkable

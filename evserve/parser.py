@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import enum
 import re
-from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from evserve.errors import ParseError
@@ -82,7 +81,7 @@ _SEEN: set[int] = set()
 # one request may show in another. The parser builds it with tuple.__new__, which skips the
 # generated constructor's argument handling: 0.11 us against 0.27 us for RequestHead(...), and
 # 0.15 us for a slotted dataclass (a frozen one costs 0.98 us). BodyChunk and EndOfMessage are
-# built afresh for each event and never shared, so they stay plain slotted dataclasses.
+# NamedTuples too, built the same way; an end without trailers is one shared event.
 class RequestHead(NamedTuple):
     """The request line and header section of one request; immutable.
 
@@ -110,19 +109,21 @@ class RequestHead(NamedTuple):
 _new_tuple = tuple.__new__
 
 
-@dataclass(slots=True)
-class BodyChunk:
+class BodyChunk(NamedTuple):
     """A piece of the request body (chunked framing already removed): the body bytes at hand,
     those of every chunk in the buffer together, never one event per chunk."""
 
     data: bytes
 
 
-@dataclass(slots=True)
-class EndOfMessage:
+class EndOfMessage(NamedTuple):
     """The end of one request; ``trailers`` holds a chunked body's trailer lines (ignored)."""
 
-    trailers: list[tuple[str, str]] = field(default_factory=list)
+    trailers: tuple[tuple[str, str], ...] = ()
+
+
+# The end of a request without trailers, the common case: one immutable event for all.
+_END_OF_MESSAGE = EndOfMessage()
 
 
 Event = RequestHead | BodyChunk | EndOfMessage
@@ -341,7 +342,7 @@ class RequestParser:
                     # Nothing pipelined behind: an idle connection's parser keeps no bytes.
                     self._buf = b""
                     self._pos = self._scan = 0
-                return EndOfMessage()
+                return _END_OF_MESSAGE
             if state is _BODY:
                 return self._parse_data()
             if state is _CHUNK_SIZE or state is _CHUNK_DATA or state is _CHUNK_END:
@@ -635,7 +636,7 @@ class RequestParser:
         self._remaining -= take
         if self._remaining == 0:
             self._state = _END
-        return BodyChunk(data)
+        return _new_tuple(BodyChunk, (data,))
 
     def _parse_chunked(self) -> Event | None:
         """Decode the chunks at hand; the data of all of them comes out as one ``BodyChunk``.
@@ -710,7 +711,7 @@ class RequestParser:
             self._error = exc
         if data is None:
             return None
-        return BodyChunk(data if type(data) is bytes else bytes(data))
+        return _new_tuple(BodyChunk, (data if type(data) is bytes else bytes(data),))
 
     def _parse_chunk_line(self) -> bool:
         """Read one chunk-size line (RFC 9112 section 7.1); False when it is not all here yet."""
@@ -768,7 +769,7 @@ class RequestParser:
         pos = self._pos
         if buf.startswith(b"\r\n", pos):
             self._pos = self._scan = pos + 2
-            return self._end_message(EndOfMessage())
+            return self._end_message(_END_OF_MESSAGE)
         end = buf.find(b"\r\n\r\n", self._scan if self._scan > pos else pos)
         if end < 0:
             size = len(buf)
@@ -791,7 +792,7 @@ class RequestParser:
         if len(pairs) > self.max_headers:
             raise ParseError(431, f"more than {self.max_headers} trailer lines")
         self._pos = self._scan = end + 4
-        return self._end_message(EndOfMessage([(n.lower(), v.rstrip(" \t")) for n, v in pairs]))
+        return self._end_message(_new_tuple(EndOfMessage, (tuple([(n.lower(), v.rstrip(" \t")) for n, v in pairs]),)))
 
     def _end_message(self, event: EndOfMessage) -> EndOfMessage:
         """Return ``event``, the end of a request; let go of the buffer if it holds no more."""

@@ -117,8 +117,7 @@ class Response:
         self._state = _FRESH
         self._quiet = False  # ended for a reason of the connection's: later sends are ignored
         if exchange is not None:
-            exchange.on_lost = self._connection_lost
-            exchange.on_taken_over = self._taken_over
+            exchange.listener = self
         self._finish_callbacks: list[Callable[[], object]] | None = None
         self._drain_waiters: list[Callable[[], object]] | None = None
         self.locals: dict[str, Any] = {}
@@ -771,7 +770,6 @@ class Response:
             return
         if self._drain_waiters is None:
             self._drain_waiters = []
-            exchange.on_drained = self._drained
         self._drain_waiters.append(callback)
 
     def drain(self) -> Any:
@@ -834,7 +832,8 @@ class Response:
 
         pump(first=True)
 
-    def _drained(self) -> None:
+    def exchange_drained(self) -> None:
+        """Called by the exchange: output drained; waiting writers go on."""
         waiters = self._drain_waiters
         if waiters:
             self._drain_waiters = None
@@ -870,15 +869,15 @@ class Response:
                 except Exception:
                     logging.getLogger("evserve").exception("error in a response finish callback")
 
-    def _connection_lost(self) -> None:
-        """The client went away before the response was complete."""
+    def exchange_lost(self) -> None:
+        """Called by the exchange: the client went away before the response was complete."""
         self.req.aborted = True
         self._state = _DONE
         self._finished()
 
-    def _taken_over(self, status: int) -> None:
-        """The server answered for us (a ``handler_timeout`` 503) and took the response back;
-        what the handler sends later is dropped quietly."""
+    def exchange_taken_over(self, status: int) -> None:
+        """Called by the exchange: the server answered for us (a ``handler_timeout`` 503) and
+        took the response back; what the handler sends later is dropped quietly."""
         self.status_code = status  # what the access log shows
         self._state = _DONE
         self._quiet = True

@@ -123,7 +123,7 @@ def test_the_chunks_in_the_buffer_come_out_as_one_event() -> None:
     out = events([CHUNKED + b"1\r\na\r\n" * 1000 + b"3;x=y\r\nbcd\r\n" + b"0\r\nT: v\r\n\r\n"])
     assert isinstance(out[0], RequestHead)
     assert out[1:2] == [BodyChunk(b"a" * 1000 + b"bcd")]
-    assert len(out) == 3 and isinstance(out[2], EndOfMessage) and out[2].trailers == [("t", "v")]
+    assert len(out) == 3 and isinstance(out[2], EndOfMessage) and out[2].trailers == (("t", "v"),)
 
 
 def test_at_most_one_body_event_per_receive() -> None:
