@@ -239,7 +239,7 @@ class Exchange:
         date = _date_line() if add_date else ""
         data = f"{status_line(status, reason)}{validated_lines}{date}{lines}\r\n".encode("latin-1")
         self.state = _DONE
-        self._let_go()
+        self.listener = self.on_drained = self.on_lost = self.on_taken_over = None  # (_let_go)
         transport = self._conn.transport
         if framing is _NO_BODY or not body:
             transport.write(data)
