@@ -6,7 +6,7 @@ as arguments, so the whole machine can be driven (and fuzzed) without the networ
 becomes an ``Exchange`` handed to the connection's handler (``evserve.exchange``); the handler
 answers through it, and the exchange tells the connection when the response is complete.
 
-States and legal moves (``MOVES``; every change of ``state`` goes through ``_move``)::
+States and legal moves (``MOVES``; every change of ``state`` is checked against it)::
 
     accept ─────────────┐
                         ▼
@@ -39,7 +39,7 @@ import logging
 import time
 from collections.abc import Callable, Coroutine
 from types import CoroutineType
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, NoReturn, Protocol
 
 from evserve.config import Config
 from evserve.errors import ParseError
@@ -235,8 +235,16 @@ class Connection:
 
     def _move(self, new: State) -> None:
         if new not in MOVES[self.state]:
-            raise RuntimeError(f"illegal connection move {self.state.name} -> {new.name}")
+            self._illegal(new)
         self.state = new
+
+    # The moves every request makes (IDLE -> READING_HEADERS -> HANDLED -> WRITING -> IDLE) are
+    # written out where they happen, as `if new not in MOVES[self.state]: self._illegal(new)`
+    # then the assignment: the same check as _move, without a call per move (measured: 1.5% of
+    # a small request's instructions).
+
+    def _illegal(self, new: State) -> NoReturn:
+        raise RuntimeError(f"illegal connection move {self.state.name} -> {new.name}")
 
     @property
     def config(self) -> Config:
@@ -278,7 +286,9 @@ class Connection:
             return
         self._parser.receive_data(data)
         if state is _IDLE:
-            self._move(_READING_HEADERS)
+            if _READING_HEADERS not in MOVES[self.state]:
+                self._illegal(_READING_HEADERS)
+            self.state = _READING_HEADERS
             self.deadline = self._clock() + self._config.header_timeout
         self._process()
 
@@ -341,7 +351,9 @@ class Connection:
                 state = self.state
                 if state is not _READING_HEADERS and state is not _READING_BODY:
                     if state is _IDLE and parser.buffered:
-                        self._move(_READING_HEADERS)
+                        if _READING_HEADERS not in MOVES[self.state]:
+                            self._illegal(_READING_HEADERS)
+                        self.state = _READING_HEADERS
                         self.deadline = self._clock() + self._config.header_timeout
                         continue
                     break
@@ -391,7 +403,9 @@ class Connection:
         body = self._body
         raw_body = bytes(body[0]) if body else b""  # (bytes() of bytes is that same object)
         self._body = []
-        self._move(_HANDLED)
+        if _HANDLED not in MOVES[self.state]:
+            self._illegal(_HANDLED)
+        self.state = _HANDLED
         self.deadline = self._handler_deadline()
         exchange = self._exchange = Exchange(self, head, raw_body, head.keep_alive and not self.stopping)
         try:
@@ -451,7 +465,9 @@ class Connection:
         self.requests_served += 1
         if self.state is _CLOSED:
             return
-        self._move(_WRITING)
+        if _WRITING not in MOVES[self.state]:
+            self._illegal(_WRITING)
+        self.state = _WRITING
         if not exchange.keep_alive or self.stopping or (self.peer_eof and not self._parser.buffered):
             if self._parser.is_done and not self._parser.buffered:
                 # The client asked for this close and its request was read to the end (a
@@ -507,12 +523,16 @@ class Connection:
             self._close()
             return
         if self._parser.buffered:
-            self._move(_READING_HEADERS)
+            if _READING_HEADERS not in MOVES[self.state]:
+                self._illegal(_READING_HEADERS)
+            self.state = _READING_HEADERS
             self.deadline = self._clock() + self._config.header_timeout
             if not self._in_process:
                 self._process()
         else:
-            self._move(_IDLE)
+            if _IDLE not in MOVES[self.state]:
+                self._illegal(_IDLE)
+            self.state = _IDLE
             self.deadline = self._clock() + self._config.keepalive_timeout
             if self.peer_eof:
                 self._close()
@@ -548,7 +568,9 @@ class Connection:
             head = RequestHead(method or "GET", "*", "1.1", Headers(), False, False, None, False)
         self._head = head
         self._body = []
-        self._move(_HANDLED)
+        if _HANDLED not in MOVES[self.state]:
+            self._illegal(_HANDLED)
+        self.state = _HANDLED
         self.deadline = self._handler_deadline()
         exchange = self._exchange = Exchange(self, head, b"", False)
         try:
