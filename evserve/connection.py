@@ -350,12 +350,8 @@ class Connection:
             while True:
                 state = self.state
                 if state is not _READING_HEADERS and state is not _READING_BODY:
-                    if state is _IDLE and parser.buffered:
-                        if _READING_HEADERS not in MOVES[self.state]:
-                            self._illegal(_READING_HEADERS)
-                        self.state = _READING_HEADERS
-                        self.deadline = self._clock() + self._config.header_timeout
-                        continue
+                    # Done for now: the handler holds a request, or the response is flushing,
+                    # or (IDLE) nothing is buffered: _next_request starts a buffered request.
                     break
                 try:
                     event = parser.next_event()

@@ -44,8 +44,9 @@ class ParseError(EvserveError):
         # The parsed request head when the error was found after a well-formed head (a body
         # over the limit, an unsupported framing): lets the server answer through the app.
         self.head = head
-        # The method of a request line read before the error, when no head could be made:
-        # a HEAD request's error response carries no body.
+        # The method of the refused request when no head is carried: read from its request
+        # line, or that of the request whose body was being read. A HEAD request's error
+        # response carries no body.
         self.method: str | None = None
 
 

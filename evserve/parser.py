@@ -188,6 +188,7 @@ class RequestParser:
     """
 
     __slots__ = (
+        "_body_method",
         "_buf",
         "_chunked",
         "_eof",
@@ -230,6 +231,7 @@ class RequestParser:
         self._overhead = 0  # framing bytes of a chunked body beyond its allowance (see above)
         self._keep_alive = True
         self._chunked = False
+        self._body_method = "GET"  # the method of the request whose body is being read
         self._eof = False
         self._error: ParseError | None = None
         self._valid_host: str | None = None
@@ -357,6 +359,8 @@ class RequestParser:
                 space = buf.find(b" ", self._pos, self._pos + 32)
                 if space > self._pos:
                     exc.method = bytes(buf[self._pos:space]).decode("latin-1")
+            elif exc.method is None:
+                exc.method = self._body_method  # refused in the body: that request's method
             self._error = exc
             raise
 
@@ -524,10 +528,12 @@ class RequestParser:
             self._chunked = True
             self._received = self._extensions = self._overhead = 0
             self._state = _CHUNK_SIZE
+            self._body_method = head.method
         elif head.content_length:
             self._chunked = False
             self._remaining = head.content_length
             self._state = _BODY
+            self._body_method = head.method
         else:
             self._state = _END
         return head
@@ -708,6 +714,7 @@ class RequestParser:
         except ParseError as exc:
             if data is None:
                 raise
+            exc.method = self._body_method  # raised by the next call, for this request
             self._error = exc
         if data is None:
             return None
