@@ -20,54 +20,15 @@ import requests
 from evserve import App
 from evserve.middleware.static import static
 from evserve.server import Server
+from tests.static_tree import BIG_SIZE, HELLO, build_tree
 
 from .conftest import RawClient, RawResponse, wait_idle, wait_until
-
-SECRET = b"TOP SECRET OUTSIDE THE ROOT"
-HELLO = b"hello, world\n"
-DIGITS = bytes(ord("0") + i % 10 for i in range(1000))
-BIG_SIZE = 20 * 1024 * 1024
-NON_ASCII = "na\u00efve-\u65e5\u672c.txt"
 
 
 @pytest.fixture(scope="module")
 def tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """``<tmp>/outside.txt`` (the secret) and ``<tmp>/public`` (the root) with every kind of file."""
-    top = tmp_path_factory.mktemp("static")
-    (top / "outside.txt").write_bytes(SECRET)
-    (top / "outside_dir").mkdir()
-    (top / "outside_dir" / "x.txt").write_bytes(SECRET)
-    root = top / "public"
-    root.mkdir()
-    (root / "hello.txt").write_bytes(HELLO)
-    (root / "digits.txt").write_bytes(DIGITS)
-    (root / "index.html").write_bytes(b"<h1>root index</h1>")
-    (root / "style.css").write_bytes(b"body{}")
-    (root / "README").write_bytes(b"no extension")
-    (root / "empty.txt").write_bytes(b"")
-    (root / "with space.txt").write_bytes(b"spaced out")
-    (root / NON_ASCII).write_bytes(b"non-ascii name")
-    (root / "%2e%2e").mkdir()  # a directory literally named "%2e%2e": double encoding lands here
-    (root / "%2e%2e" / "outside.txt").write_bytes(b"decoy, served only once decoded once")
-    (root / ".secret").write_bytes(b"dotfile")
-    (root / ".hidden").mkdir()
-    (root / ".hidden" / "inside.txt").write_bytes(b"in a dot directory")
-    (root / "sub").mkdir()
-    (root / "sub" / "index.html").write_bytes(b"<h1>sub index</h1>")
-    (root / "sub" / "page.css").write_bytes(b"p{}")
-    (root / "empty").mkdir()
-    (root / "alt").mkdir()
-    (root / "alt" / "default.htm").write_bytes(b"alt index")
-    with open(root / "big.bin", "wb") as f:
-        block = hashlib.sha256(b"seed").digest() * 32768  # 1 MiB, cheap and not all zeros
-        for i in range(BIG_SIZE // len(block)):
-            f.write(bytes([i]) + block[1:])
-    os.symlink(top / "outside.txt", root / "link_out")
-    os.symlink(top / "outside_dir", root / "linkdir_out")
-    os.symlink(root / "hello.txt", root / "link_in")
-    os.symlink("sub", root / "linkdir_in")
-    os.mkfifo(root / "fifo")
-    return root
+    """The shared tree (see tests/static_tree.py) in a temporary directory."""
+    return build_tree(tmp_path_factory.mktemp("static"))
 
 
 def big_sha256(root: Path) -> str:
