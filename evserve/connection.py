@@ -43,7 +43,8 @@ from typing import TYPE_CHECKING, Any, NoReturn, Protocol
 
 from evserve.config import Config
 from evserve.errors import ParseError
-from evserve.exchange import Exchange, Handler, as_handler, plain_error
+from evserve.exchange import Exchange, plain_error
+from evserve.handlers import Handler, as_handler
 from evserve.headers import Headers
 from evserve.parser import BodyChunk, EndOfMessage, RequestHead, RequestParser
 from evserve.tasks import Future, run_coroutine

@@ -1,7 +1,7 @@
 """The exchange: one request as the connection received it, and the only way to answer it.
 
 This is the seam between the wire and whatever answers requests. The connection makes one
-``Exchange`` per request and hands it to its **handler** (the ``Handler`` protocol below): the
+``Exchange`` per request and hands it to its **handler** (the ``Handler`` protocol of ``evserve.handlers``): the
 Express layer (``App``) is one handler, a plain ``fn(exchange)`` another. A handler reads the
 head and the body, then answers through the exchange's methods, and nothing else: it never sees
 the connection's state, the parser or the socket.
@@ -32,12 +32,11 @@ and never after the response was complete; ``on_drained`` only while a body is b
 from __future__ import annotations
 
 import enum
-import inspect
 import io
 import logging
 import time
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol
 
 from evserve.errors import ResponseStateError
 from evserve.parser import RequestHead
@@ -56,19 +55,16 @@ from evserve.writer import (
 
 if TYPE_CHECKING:
     from evserve.connection import Connection, SwitchedProtocol
+    from evserve.handlers import Handler
     from evserve.reactor import Reactor
 
 __all__ = [
     "BytesLike",
     "Exchange",
     "ExchangeListener",
-    "FunctionHandler",
-    "Handler",
     "HeaderLines",
     "ResponseState",
-    "as_handler",
     "plain_error",
-    "register_adapter",
 ]
 
 log = logging.getLogger("evserve.exchange")
@@ -578,9 +574,6 @@ def _date_line() -> str:
     return _date
 
 
-# -- handlers ------------------------------------------------------------------------------------
-
-
 class ExchangeListener(Protocol):
     """What a framework gives ``Exchange.listener`` to follow an exchange (a ``Response`` is one)."""
 
@@ -592,90 +585,3 @@ class ExchangeListener(Protocol):
 
     def exchange_taken_over(self, status: int) -> object:
         """The server answered in the handler's place with ``status``."""
-
-
-@runtime_checkable
-class Handler(Protocol):
-    """What a connection hands its requests to.
-
-    ``handle_exchange`` is called once per request, when its body has arrived; the handler
-    answers through the exchange then or later (from a timer, a coroutine, or another thread
-    through ``reactor.call_soon_threadsafe``). A coroutine it returns (an ``async def``
-    handler) is run on the connection's reactor. An exception it raises, now or from that
-    coroutine, answers 500 (or cuts a response already started) and is logged. ``refuse_exchange`` is called instead for a
-    request the server refuses after reading its head (413 body too large, 408 body timeout,
-    417, 501...): the handler renders the error page its own way (an ``App`` through its
-    error middleware); the connection closes after it.
-    """
-
-    def handle_exchange(self, exchange: Exchange) -> object:
-        """Answer one request."""
-
-    def refuse_exchange(self, exchange: Exchange, status: int, reason: str) -> object:
-        """Answer a request the server refused with ``status`` (``reason`` says why)."""
-
-
-class FunctionHandler:
-    """A plain function ``fn(exchange)`` as a handler; refusals get the plain error page."""
-
-    __slots__ = ("fn",)
-
-    def __init__(self, fn: Callable[[Exchange], object]) -> None:
-        self.fn = fn
-
-    def handle_exchange(self, exchange: Exchange) -> object:
-        """Call the function with the exchange."""
-        return self.fn(exchange)
-
-    def refuse_exchange(self, exchange: Exchange, status: int, reason: str) -> None:
-        """Send the plain error page."""
-        plain_error(exchange, status, reason)
-
-    def __repr__(self) -> str:
-        return f"FunctionHandler({self.fn!r})"
-
-
-# Adapters registered by higher layers, tried in order by ``as_handler`` (the Express layer
-# registers the one that serves ``fn(req, res)``): the connection layer never imports them.
-_adapters: list[Callable[[Any], Handler | None]] = []
-
-
-def register_adapter(adapter: Callable[[Any], Handler | None]) -> None:
-    """Let ``as_handler`` serve more kinds of objects: ``adapter(target)`` returns a handler
-    for ``target``, or None when it does not know it. Registered once per adapter."""
-    if adapter not in _adapters:
-        _adapters.append(adapter)
-
-
-def as_handler(target: Any) -> Handler:
-    """The handler serving ``target``: a ``Handler`` as it is, what a registered adapter makes of
-    it (an Express-style ``fn(req, res)``), or a function of one argument as ``fn(exchange)``.
-
-    Raises:
-        TypeError: ``target`` is none of these.
-    """
-    if callable(getattr(target, "handle_exchange", None)) and callable(getattr(target, "refuse_exchange", None)):
-        return target  # type: ignore[no-any-return]
-    if callable(target) and not isinstance(target, type) and _positional_count(target) == 1:
-        return FunctionHandler(target)
-    for adapter in _adapters:
-        handler = adapter(target)
-        if handler is not None:
-            return handler
-    raise TypeError(
-        f"cannot serve {target!r}: pass an App, a function fn(req, res), a function "
-        "fn(exchange), or an object with handle_exchange(exchange) and "
-        "refuse_exchange(exchange, status, reason)"
-    )
-
-
-def _positional_count(fn: Any) -> int:
-    """How many positional arguments ``fn`` takes without defaults (-1 when unknown)."""
-    try:
-        parameters = inspect.signature(fn).parameters.values()
-    except (TypeError, ValueError):
-        return -1
-    if any(p.kind is p.VAR_POSITIONAL for p in parameters):
-        return -1
-    return sum(1 for p in parameters
-               if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty)

@@ -1,6 +1,6 @@
 """The Express layer as a handler of exchanges: the one place that builds ``Request``/``Response``.
 
-An ``App`` is a handler (``handle_exchange``/``refuse_exchange``, see ``evserve.exchange``) through
+An ``App`` is a handler (``handle_exchange``/``refuse_exchange``, see ``evserve.handlers``) through
 the two functions here; any other Express-style ``fn(req, res)`` is served by ``ExpressHandler``,
 which ``as_handler`` finds through the adapter registered below, so that the connection layer
 never imports this one.
@@ -11,7 +11,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from evserve.exchange import Exchange, Handler, plain_error, register_adapter
+from evserve.exchange import Exchange, plain_error
+from evserve.handlers import Handler, register_adapter
 from evserve.request import Request
 from evserve.response import Response
 from evserve.router import HANDLER, handler_role

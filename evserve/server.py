@@ -15,7 +15,7 @@ from typing import Any, NoReturn
 
 from evserve.config import Config
 from evserve.connection import Connection, State
-from evserve.exchange import Handler, as_handler
+from evserve.handlers import Handler, as_handler
 from evserve.reactor import EVENT_READ, Reactor, install_listen
 from evserve.transport import SocketTransport
 

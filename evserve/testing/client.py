@@ -23,7 +23,7 @@ from urllib.parse import urlencode, urljoin, urlsplit
 
 from evserve.config import Config
 from evserve.connection import Connection, State
-from evserve.exchange import as_handler
+from evserve.handlers import as_handler
 from evserve.headers import Headers
 from evserve.reactor import Reactor
 from evserve.testing.jar import CookieJar, check_cookie

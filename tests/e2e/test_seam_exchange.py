@@ -21,7 +21,8 @@ from typing import Any
 import pytest
 
 from evserve.errors import ResponseStateError
-from evserve.exchange import Exchange, FunctionHandler, as_handler
+from evserve.exchange import Exchange
+from evserve.handlers import FunctionHandler, as_handler
 from evserve.reactor import Reactor
 from evserve.server import Server
 

@@ -22,7 +22,8 @@ import pytest
 
 from evserve.config import Config
 from evserve.connection import Connection, State
-from evserve.exchange import Exchange, FunctionHandler
+from evserve.exchange import Exchange
+from evserve.handlers import FunctionHandler
 from evserve.writer import Framing, frame_response, status_line
 
 METHODS = ("GET", "HEAD", "POST")

@@ -39,6 +39,7 @@ CONNECTION_LAYER = frozenset({
     "evserve.connection",
     "evserve.errors",
     "evserve.exchange",
+    "evserve.handlers",
     "evserve.headers",
     "evserve.parser",
     "evserve.reactor",
