@@ -1,10 +1,14 @@
-"""The file tree the static() tests serve, on sockets (tests/e2e) and in memory (tests/app)."""
+"""The file tree and app the static() tests serve, on sockets (tests/e2e) and in memory (tests/app)."""
 
 from __future__ import annotations
 
 import hashlib
 import os
 from pathlib import Path
+from typing import Any
+
+from evserve import App
+from evserve.middleware.static import static
 
 SECRET = b"TOP SECRET OUTSIDE THE ROOT"
 HELLO = b"hello, world\n"
@@ -52,3 +56,24 @@ def build_tree(top: Path) -> Path:
     os.symlink("sub", root / "linkdir_in")
     os.mkfifo(root / "fifo")
     return root
+
+
+def big_sha256(root: Path) -> str:
+    """The SHA-256 of the tree's 20 MiB file, hex."""
+    return hashlib.sha256((root / "big.bin").read_bytes()).hexdigest()
+
+
+def fallback(req: Any, res: Any) -> None:
+    """What a request static() passes on gets: 299 and its method and path."""
+    res.status(299).send(f"fallback {req.method} {req.path}")
+
+
+def make_app(root: Path, mount: str = "/static", **options: Any) -> App:
+    """static(root, **options) mounted at ``mount``, then ``fallback`` for everything."""
+    app = App()
+    if mount == "/":
+        app.use(static(root, **options))
+    else:
+        app.use(mount, static(root, **options))
+    app.all("/*rest", fallback)
+    return app

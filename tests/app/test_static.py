@@ -7,7 +7,6 @@ file, pipelining, resets and descriptor leaks are checked on sockets in tests/e2
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Callable
 from email.utils import formatdate
@@ -16,10 +15,8 @@ from typing import Any
 
 import pytest
 
-from evserve import App
-from evserve.middleware.static import static
 from evserve.testing import TestClient
-from tests.static_tree import BIG_SIZE, DIGITS, HELLO, NON_ASCII, build_tree
+from tests.static_tree import BIG_SIZE, DIGITS, HELLO, NON_ASCII, build_tree, make_app
 
 from .conftest import RawResponse, exchange, parse_responses, request_bytes
 
@@ -28,24 +25,6 @@ from .conftest import RawResponse, exchange, parse_responses, request_bytes
 def tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The shared tree (see tests/static_tree.py) in a temporary directory."""
     return build_tree(tmp_path_factory.mktemp("static"))
-
-
-def big_sha256(root: Path) -> str:
-    return hashlib.sha256((root / "big.bin").read_bytes()).hexdigest()
-
-
-def fallback(req: Any, res: Any) -> None:
-    res.status(299).send(f"fallback {req.method} {req.path}")
-
-
-def make_app(root: Path, mount: str = "/static", **options: Any) -> App:
-    app = App()
-    if mount == "/":
-        app.use(static(root, **options))
-    else:
-        app.use(mount, static(root, **options))
-    app.all("/*rest", fallback)
-    return app
 
 
 def raw_get(client: TestClient, target: str, method: str = "GET",

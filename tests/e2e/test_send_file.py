@@ -5,7 +5,6 @@ tests/app/test_send_file.py."""
 from __future__ import annotations
 
 import hashlib
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -16,26 +15,12 @@ import requests
 from evserve import App
 from evserve.server import Server
 
-SECRET = b"TOP SECRET OUTSIDE THE ROOT"
-REPORT = b"%PDF-1.4 not really a pdf"
-
 
 @pytest.fixture(scope="module")
 def files(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    top = tmp_path_factory.mktemp("sendfile")
-    (top / "outside.txt").write_bytes(SECRET)
-    root = top / "files"
-    root.mkdir()
-    (root / "report.pdf").write_bytes(REPORT)
-    (root / "notes.txt").write_bytes(b"some notes\n")
-    (root / "r\u00e9sum\u00e9.txt").write_bytes(b"cv")
-    (root / "data.json").write_bytes(b'{"a": 1}')
-    (root / ".env").write_bytes(b"SECRET=1")
-    (root / "docs").mkdir()
-    (root / "docs" / "index.html").write_bytes(b"<p>docs</p>")
+    """A binary file worth a sendfile (the other files of send_file's tests are in tests/app)."""
+    root = tmp_path_factory.mktemp("sendfile")
     (root / "blob.bin").write_bytes(hashlib.sha256(b"x").digest() * 40000)  # 1.28 MB
-    os.symlink(root / "notes.txt", root / "link.txt")
-    os.symlink(top / "outside.txt", root / "link_out.txt")
     return root
 
 

@@ -12,15 +12,12 @@ import os
 import socket
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 import requests
 
-from evserve import App
-from evserve.middleware.static import static
 from evserve.server import Server
-from tests.static_tree import BIG_SIZE, HELLO, build_tree
+from tests.static_tree import BIG_SIZE, HELLO, big_sha256, build_tree, make_app
 
 from .conftest import RawClient, RawResponse, wait_idle, wait_until
 
@@ -29,24 +26,6 @@ from .conftest import RawClient, RawResponse, wait_idle, wait_until
 def tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The shared tree (see tests/static_tree.py) in a temporary directory."""
     return build_tree(tmp_path_factory.mktemp("static"))
-
-
-def big_sha256(root: Path) -> str:
-    return hashlib.sha256((root / "big.bin").read_bytes()).hexdigest()
-
-
-def fallback(req: Any, res: Any) -> None:
-    res.status(299).send(f"fallback {req.method} {req.path}")
-
-
-def make_app(root: Path, mount: str = "/static", **options: Any) -> App:
-    app = App()
-    if mount == "/":
-        app.use(static(root, **options))
-    else:
-        app.use(mount, static(root, **options))
-    app.all("/*rest", fallback)
-    return app
 
 
 def raw_get(server: Server, target: str, method: str = "GET", headers: dict[str, str] | None = None,
